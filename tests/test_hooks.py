@@ -1,0 +1,250 @@
+"""The hook manager: capture, ReLU rules, and the guarantee that the model is left as it was."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xai_ref.hooks import Hooks, named_layer, relu_backward
+
+
+def small_net(inplace=True):
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=inplace), nn.MaxPool2d(2),
+        nn.Sequential(nn.Conv2d(4, 5, 3, padding=1), nn.ReLU6(inplace=inplace)),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(5, 3),
+    )
+
+
+class FunctionalReLUNet(nn.Module):
+    """ReLUs as F.relu calls: invisible to module hooks."""
+
+    def __init__(self, with_module_relu=False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.act = nn.ReLU() if with_module_relu else nn.Identity()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        x = F.relu(self.act(self.conv(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def hook_count(model):
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def state(model):
+    return ([m.training for m in model.modules()],
+            [getattr(m, "inplace", None) for m in model.modules()],
+            [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
+            [p.grad for p in model.parameters()])
+
+
+def assert_same_state(before, after):
+    assert before[0] == after[0] and before[1] == after[1]
+    for (rg0, g0), (rg1, g1) in zip(before[2], after[2]):
+        assert rg0 == rg1
+        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+    assert all(a is b for a, b in zip(before[3], after[3]))  # the very same .grad tensors
+
+
+def prepared_model():
+    """A model in an awkward state: training mode, one submodule in eval, one frozen parameter, a .grad."""
+    model = small_net(inplace=True).train()
+    model[3].eval()
+    model[0].bias.requires_grad_(False)
+    model[6].weight.grad = torch.full_like(model[6].weight, 0.5)
+    return model
+
+
+# --- capture ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layer", ["3.0", "module", None])
+def test_capture_by_name_module_or_default(layer):
+    model = small_net()
+    spec = model[3][1] if layer == "module" else layer
+    x = torch.randn(2, 3, 8, 8)
+    with Hooks(model, layers=[spec]) as h:
+        model(x)
+        A = h.A
+        name = h.layer_name()
+    expected = {"3.0": "3.0", "module": "3.1", None: "3.1"}[layer]  # None: last spatial output (B,5,4,4)
+    assert name == expected and A.shape == (2, 5, 4, 4)
+    ref = model[3][0](model[2](model[1](model[0](x))))
+    assert torch.allclose(A, ref if layer == "3.0" else ref.clamp(0, 6))
+
+
+def test_captured_activation_not_overwritten_by_inplace_relu():
+    model = small_net(inplace=True)
+    x = torch.randn(1, 3, 8, 8)
+    with Hooks(model, layers=["0"]) as h:
+        x_ = h.watch(x)
+        y = model(x_)
+        (dA,) = torch.autograd.grad(y[:, 0].sum(), [h.A])
+    conv_out = model[0](x)
+    assert (h.activations["0"] < 0).any() and torch.equal(h.activations["0"], conv_out)
+    assert dA.shape == conv_out.shape
+
+
+def test_in_place_change_after_capture_is_reported():
+    class AddsInPlace(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 2, 1)
+
+        def forward(self, x):
+            a = self.conv(x)
+            a += 1
+            return a.sum((2, 3))
+
+    model = AddsInPlace()
+    with Hooks(model, layers=["conv"]) as h:
+        model(torch.randn(1, 3, 4, 4))
+        with pytest.raises(ValueError, match="modified in place"):
+            h.A
+
+
+def test_unknown_layer_lists_nearest_names():
+    with pytest.raises(ValueError, match=r"unknown layer '3\.O'.*'3\.0'"):
+        named_layer(small_net(), "3.O")
+
+
+def test_bad_layer_types():
+    model = small_net()
+    with pytest.raises(TypeError, match="nn.Module, a dotted name"):
+        Hooks(model, layers=[3])
+    with pytest.raises(ValueError, match="not a module of this model"):
+        Hooks(model, layers=[nn.Conv2d(1, 1, 1)])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        Hooks("model")
+    with pytest.raises(ValueError, match="choose one of"):
+        Hooks(model, rule="guidedd")
+
+
+def test_no_spatial_layer_for_default():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 2))
+    with Hooks(model, layers=[None]) as h:
+        model(torch.randn(1, 3, 2, 2))
+        with pytest.raises(ValueError, match="no spatial"):
+            h.A
+
+
+# --- restoring the model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["backprop", "deconvnet", "guided"])
+def test_model_restored_after_success(rule):
+    model = prepared_model()
+    before = state(model)
+    x = torch.randn(2, 3, 8, 8)
+    x_copy = x.clone()
+    with Hooks(model, layers=[None, "0"], rule=rule) as h:
+        assert not model.training and not any(p.requires_grad for p in model.parameters())
+        x_ = h.watch(x)
+        y = model(x_)
+        torch.autograd.grad(y[:, 1].sum(), [x_, h.A])
+    assert hook_count(model) == 0
+    assert_same_state(before, state(model))
+    assert torch.equal(x, x_copy) and not x.requires_grad
+
+
+@pytest.mark.parametrize("rule", ["backprop", "guided"])
+def test_model_restored_after_exception(rule):
+    model = prepared_model()
+    before = state(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        with Hooks(model, layers=[None], rule=rule) as h:
+            model(h.watch(torch.randn(1, 3, 8, 8)))
+            raise RuntimeError("boom")
+    assert hook_count(model) == 0
+    assert_same_state(before, state(model))
+
+
+def test_model_restored_when_forward_raises():
+    model = prepared_model()
+    before = state(model)
+    with pytest.raises(RuntimeError):
+        with Hooks(model, layers=[None], rule="guided"):
+            model(torch.randn(1, 5, 8, 8))  # wrong channel count: the first conv raises
+    assert hook_count(model) == 0
+    assert_same_state(before, state(model))
+    # and the model still works normally afterwards
+    assert model(torch.randn(1, 3, 8, 8)).shape == (1, 3)
+
+
+# --- the ReLU rules, worked by hand ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("relu", [nn.ReLU, nn.ReLU6])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("rule, expected", [
+    #  x = [1, -1, 2, -2, 7],  signal from above R = w = [1, 1, -1, -1, 1]
+    ("backprop", {nn.ReLU: [1, 0, -1, 0, 1], nn.ReLU6: [1, 0, -1, 0, 0]}),  # R * [x > 0] (ReLU6: 0<x<6)
+    ("deconvnet", {nn.ReLU: [1, 1, 0, 0, 1], nn.ReLU6: [1, 1, 0, 0, 1]}),   # max(R, 0)
+    ("guided", {nn.ReLU: [1, 0, 0, 0, 1], nn.ReLU6: [1, 0, 0, 0, 0]}),      # max(R, 0) * [x > 0]
+])
+def test_relu_rules_by_hand(relu, inplace, rule, expected):
+    fc = nn.Linear(5, 1, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, 1, -1, -1, 1]]))
+    model = nn.Sequential(nn.Identity(), relu(inplace=inplace), fc)
+    x = torch.tensor([[1.0, -1, 2, -2, 7]])
+    with Hooks(model, rule=rule) as h:
+        x_ = h.watch(x)
+        (grad,) = torch.autograd.grad(model(x_).sum(), [x_])
+    assert grad.tolist() == [expected[relu]]
+    assert x.tolist() == [[1.0, -1, 2, -2, 7]]
+
+
+def test_relu_backward_function():
+    R = torch.tensor([1.0, 1, -1, -1, 1])
+    x = torch.tensor([1.0, -1, 2, -2, 7])
+    assert relu_backward(R, x, "guided", upper=6.0).tolist() == [1, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="choose one of"):
+        relu_backward(R, x, "zeiler")
+
+
+def test_guided_rule_differs_from_plain_gradient_on_a_real_net():
+    model = small_net()
+    x = torch.randn(2, 3, 8, 8)
+    grads = {}
+    for rule in ("backprop", "guided", "deconvnet"):
+        with Hooks(model, rule=rule) as h:
+            x_ = h.watch(x)
+            (grads[rule],) = torch.autograd.grad(model(x_)[:, 0].sum(), [x_])
+    assert not torch.allclose(grads["backprop"], grads["guided"])
+    assert not torch.allclose(grads["guided"], grads["deconvnet"])
+
+
+# --- ReLUs no hook can reach ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", ["guided", "deconvnet"])
+def test_functional_relu_model_raises(rule):
+    model = FunctionalReLUNet()
+    before = state(model)
+    with pytest.raises(ValueError, match="nn.ReLU"):
+        with Hooks(model, rule=rule) as h:
+            model(h.watch(torch.randn(1, 3, 5, 5)))
+    assert hook_count(model) == 0
+    assert_same_state(before, state(model))
+
+
+def test_mixed_module_and_functional_relu_raises():
+    model = FunctionalReLUNet(with_module_relu=True)
+    with pytest.raises(ValueError, match="outside an nn.ReLU"):
+        with Hooks(model, rule="guided") as h:
+            model(h.watch(torch.randn(1, 3, 5, 5)))
+    assert hook_count(model) == 0
+
+
+def test_functional_relu_fine_for_plain_gradients():
+    model = FunctionalReLUNet()
+    with Hooks(model, layers=["conv"]) as h:
+        x_ = h.watch(torch.randn(1, 3, 5, 5))
+        grad, dA = torch.autograd.grad(model(x_)[:, 0].sum(), [x_, h.A])
+    assert grad.shape == (1, 3, 5, 5) and dA.shape == (1, 4, 3, 3)
