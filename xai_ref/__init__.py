@@ -1,6 +1,18 @@
-"""xai-ref: a readable reference for how convolutional networks explain their decisions."""
+"""xai-ref: a readable reference for how convolutional networks explain their decisions.
 
-from . import hooks, trace
+>>> import xai_ref as xr
+>>> t = xr.grad_cam(model, x)         # a Trace: t.A, t.alpha, t.L, t.map, t.steps
+"""
+
+from . import hooks, inputs, trace
+from .backprop import deconvnet, guided_backprop, saliency
+from .cam import cam, gap, grad_cam, grad_cam_pp, guided_grad_cam, xgrad_cam
+from .gradients import Neuron
 from .trace import Term, Trace
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Neuron", "Term", "Trace", "cam", "deconvnet", "gap", "grad_cam", "grad_cam_pp", "guided_backprop",
+    "guided_grad_cam", "hooks", "inputs", "saliency", "trace", "xgrad_cam",
+]

@@ -1,0 +1,67 @@
+"""Gradients at the input: saliency maps, deconvnet and guided backpropagation.
+
+All three pass a signal from the target score down to the pixels through the same network; they
+differ only in what a ReLU passes down (`xai_ref.hooks.relu_backward`):
+
+* saliency (Simonyan et al. 2014): the gradient ``dS_c/dI``;
+* deconvnet (Zeiler & Fergus 2014): the ReLU applied to the signal from above;
+* guided backpropagation (Springenberg et al. 2015): both masks.
+
+Max-pooling passes the signal to the position that won the forward pass (the "switches") in all three.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .gradients import forward_backward
+from .trace import Trace
+
+_RULE_TEXT = {
+    "backprop": (r"\frac{\partial S_c}{\partial I}", "gradient of the target score at the input pixels"),
+    "deconvnet": (r"R^{l} = \max(R^{l+1}, 0)\ \text{at every ReLU}",
+                  "signal passed down by the deconvnet rule (ReLU on the top signal, pooling switches)"),
+    "guided": (r"R^{l} = [f^{l} > 0] \cdot \max(R^{l+1}, 0)\ \text{at every ReLU}",
+               "signal passed down by the guided rule (forward mask and positive top signal)"),
+}
+
+MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
+
+
+def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, target) -> Trace:
+    p = forward_backward(model, x, target, rule=rule)
+    t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
+    latex, text = _RULE_TEXT[rule]
+    g = t.add("grad", latex, text, p.dY_dx)
+    t.add("map", MAP_LATEX, "largest magnitude over the colour channels at each pixel", g.abs().amax(1))
+    return t
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+    """Image-specific class saliency (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop).
+
+    ``grad = dS_c/dI`` (B,C,H,W), the gradient of the pre-softmax score; ``map = max_ch |grad|`` (B,H,W).
+    ``target``: None (predicted class), int, sequence of B ints, a callable ``f(output) -> (B,)``, or a
+    `Neuron`.
+    """
+    return _input_signal("saliency", "backprop", model, x, target)
+
+
+def deconvnet(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+    """Deconvnet visualisation (Zeiler & Fergus, ECCV 2014) as a backward pass.
+
+    The top signal (one-hot class score, or a single `Neuron`) goes down with transposed convolutions,
+    max-pool switches, and at each ReLU ``R^l = max(R^{l+1}, 0)``. ``grad`` (B,C,H,W), ``map`` =
+    ``max_ch |grad|``.
+    """
+    return _input_signal("deconvnet", "deconvnet", model, x, target)
+
+
+def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+    """Guided backpropagation (Springenberg et al., ICLR 2015 workshop).
+
+    At each ReLU ``R^l = [f^l > 0] * max(R^{l+1}, 0)``: only positive signal, only where the forward
+    pass was active. ``grad`` (B,C,H,W), ``map`` = ``max_ch |grad|``.
+    """
+    return _input_signal("guided_backprop", "guided", model, x, target)

@@ -1,0 +1,188 @@
+"""Class activation maps: GAP, CAM, Grad-CAM (and its variants Grad-CAM++ and XGrad-CAM), Guided Grad-CAM.
+
+Shared notation: ``A^k`` (or ``f_k``) the K feature maps of a layer, of size ``h x w`` with
+``Z = h*w`` positions; ``y^c`` (``S_c``) the pre-softmax score of class c.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .backprop import guided_backprop
+from .gradients import Pass, forward_backward
+from .hooks import Hooks, named_layer
+from .inputs import check_batch, resize, target_classes
+from .trace import Trace
+
+
+# --- GAP and CAM: read the weights of a GAP -> linear head ----------------------------------------
+
+
+def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc):
+    """Forward once; return (f, scores, W, b, layer name) after checking scores = W GAP(f) + b."""
+    check_batch(model, x)
+    if fc is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError("CAM needs global average pooling followed by a linear layer (nn.Linear) giving "
+                             "the class scores, and this model has no nn.Linear; use grad_cam instead")
+        fc = linears[-1]
+    fc_name, fc = named_layer(model, fc)
+    if not isinstance(fc, nn.Linear):
+        raise ValueError(f"fc must be the nn.Linear layer after GAP, got {fc_name!r} ({type(fc).__name__})")
+    with torch.no_grad(), Hooks(model, layers=[layer, fc]) as h:
+        scores = model(x)
+        f, name, fc_out = h.activation(0), h.layer_name(0), h.activation(1)
+    if not isinstance(f, torch.Tensor) or f.dim() != 4:
+        raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
+    W, b = fc.weight.detach(), (fc.bias.detach() if fc.bias is not None else torch.zeros(fc.out_features,
+                                                                                       dtype=f.dtype, device=f.device))
+    if W.shape[1] != f.shape[1] or not _close(f.mean((2, 3)) @ W.T + b, fc_out):
+        raise ValueError(f"CAM needs GAP followed by one linear layer: the input of {fc_name!r} is not the "
+                         f"spatial average of the {f.shape[1]} feature maps of {name!r}. For a flatten + "
+                         "fully-connected head use grad_cam, which needs no particular head")
+    if scores.shape != fc_out.shape or not _close(scores, fc_out):
+        raise ValueError(f"CAM needs the model's output to be the class scores computed by {fc_name!r}, "
+                         "but something comes after it; pass the final linear layer as fc")
+    return f, scores, W, b, name
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    tol = 1e-4 if a.dtype in (torch.float32, torch.float16, torch.bfloat16) else 1e-9
+    return a.shape == b.shape and torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max().clamp(min=1)))
+
+
+def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None) -> Trace:
+    """Global average pooling into linear class scores (Lin, Chen & Yan, "Network in Network", ICLR 2014).
+
+    ``A`` (B,K,h,w) -> ``F^k = 1/Z sum_ij A^k_ij`` (B,K) -> ``S = W F + b`` (B,classes).
+    """
+    A, _, W, b, name = _gap_head(model, x, layer, fc)
+    t = Trace("gap", meta={"layer": name})
+    t.add("A", r"A^k \in \mathbb{R}^{h \times w},\ k = 1..K", "the last feature maps", A)
+    F = t.add("F", r"F^k = \frac{1}{Z}\sum_{i}\sum_{j} A^k_{ij}", "global average of each feature map", A.mean((2, 3)))
+    t.add("S", r"S_c = \sum_k W_{c,k} F^k + b_c", "class scores: one linear layer on the pooled values", F @ W.T + b)
+    return t
+
+
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None) -> Trace:
+    """Class Activation Mapping (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
+
+    For a network ending in GAP -> linear: ``f_k`` the last feature maps, ``w_k^c`` the linear weights of
+    class c, ``M_c(x,y) = sum_k w_k^c f_k(x,y)`` (their eq. 4); because GAP and the weighted sum commute,
+    ``S_c = 1/Z sum_{x,y} M_c(x,y) + b_c`` (the term ``S``, equal to the model's score). ``map`` is M
+    upsampled bilinearly to the input size, raw (not normalised, no ReLU, as in the paper).
+    ``layer``: the layer before GAP (default: the last spatial layer); ``fc``: the linear layer (default:
+    the last ``nn.Linear``). Raises ValueError when the head is not GAP followed by linear class scores.
+    """
+    f, scores, W, b, name = _gap_head(model, x, layer, fc)
+    c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1)).to(x.device)
+    t = Trace("cam", meta={"target": c.cpu(), "layer": name, "y": scores.gather(1, c[:, None])[:, 0]})
+    t.add("f", r"f_k(x,y),\ k = 1..K", "the last convolutional feature maps", f)
+    w = t.add("w", r"w^c_k = W_{c,k}", "weight of feature map k in the score of class c", W[c])
+    M = t.add("M", r"M_c(x,y) = \sum_k w^c_k f_k(x,y)", "class activation map: the weighted sum of the maps",
+              torch.einsum("bk,bkhw->bhw", w, f))
+    t.add("S", r"S_c = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c",
+          "check: averaging M gives back the class score (GAP and the sum over k commute)",
+          M.mean((1, 2)) + b[c])
+    t.add("map", r"\mathrm{up}(M_c)", "M upsampled bilinearly to the input size", resize(M, x.shape[2:]))
+    return t
+
+
+# --- the Grad-CAM family: the same pipeline, different alphas -------------------------------------
+
+
+def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
+    latex = r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j " + ("-" if sign < 0 else "") + r"\frac{\partial y^c}{\partial A^k_{ij}}"
+    return t.add("alpha", latex, "importance of map k: its gradient averaged over positions"
+                 + (" (negated: counterfactual)" if sign < 0 else ""), sign * p.dY_dA.mean((2, 3)))
+
+
+def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> torch.Tensor:
+    g, A = sign * p.dY_dA, p.A
+    denominator = 2 * g**2 + (A * g**3).sum((2, 3), keepdim=True)
+    a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
+              r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
+              "pixel-wise weighting coefficients (0 where the denominator is 0)",
+              torch.where(denominator != 0, g**2 / torch.where(denominator != 0, denominator, 1), 0))
+    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j a^{kc}_{ij}\,\mathrm{ReLU}\!\left(\frac{\partial y^c}"
+                 r"{\partial A^k_{ij}}\right)", "importance of map k: positive gradients weighted by a "
+                 "(the paper's w_k^c)", (a * g.clamp(min=0)).sum((2, 3)))
+
+
+def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
+    g, A = sign * p.dY_dA, p.A
+    total = A.sum((2, 3))
+    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\,"
+                 r"\frac{\partial y^c}{\partial A^k_{ij}}", "importance of map k: gradient averaged with the "
+                 "activation as weights (0 for an all-zero map)",
+                 torch.where(total != 0, (A * g).sum((2, 3)) / torch.where(total != 0, total, 1), 0))
+
+
+def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual) -> Trace:
+    p = forward_backward(model, x, target, layer=layer, wrt_input=False)
+    if p.A.dim() != 4:
+        raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
+                         f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one)")
+    t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
+    A = t.add("A", r"A^k,\ k = 1..K", f"feature maps of layer {p.layer}", p.A)
+    t.add("dY_dA", r"\frac{\partial y^c}{\partial A^k_{ij}}", "gradient of the target score at the feature maps",
+          p.dY_dA)
+    alpha = alpha_fn(p, t, -1.0 if counterfactual else 1.0)
+    weighted = t.add("weighted", r"\sum_k \alpha^c_k A^k", "the maps weighted by their importance and summed",
+                     torch.einsum("bk,bkhw->bhw", alpha, A))
+    L = t.add("L", r"L^c = \mathrm{ReLU}\left(\sum_k \alpha^c_k A^k\right)",
+              "keep only what increases the score (layer resolution)", weighted.clamp(min=0))
+    t.add("map", r"\mathrm{up}(L^c)", "L upsampled bilinearly to the input size", resize(L, x.shape[2:]))
+    return t
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """Grad-CAM (Selvaraju et al., ICCV 2017).
+
+    ``alpha^c_k = 1/Z sum_ij dy^c/dA^k_ij`` (B,K); ``weighted = sum_k alpha^c_k A^k``;
+    ``L = ReLU(weighted)`` (B,h,w); ``map`` = L upsampled bilinearly to the input size, raw values.
+    ``counterfactual=True`` negates the gradient (their section on counterfactual explanations): the map
+    then shows regions whose removal would raise the score.
+    """
+    return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual)
+
+
+def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018): the Grad-CAM pipeline with other channel weights.
+
+    With ``g = dy^c/dA``: ``a_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3)`` (0 where the denominator is
+    0), ``alpha_k = sum_ij a_ij ReLU(g_ij)`` (the paper's eq. 19 with ``Y = exp(S)``). The paper's weights
+    carry an extra factor ``exp(S^c)``, one positive number per image that only rescales the map (and
+    overflows for large scores); like torch-cam and pytorch-grad-cam we leave it out.
+    """
+    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual)
+
+
+def xgrad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """XGrad-CAM (Fu et al., BMVC 2020): ``alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij``."""
+    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual)
+
+
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None) -> Trace:
+    """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backpropagation times the upsampled Grad-CAM.
+
+    The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W) the bilinearly upsampled L,
+    ``R`` (B,C,H,W) the guided-backprop gradient, ``guided = R * L_up`` (B,C,H,W), and
+    ``map = max_ch |guided|`` (B,H,W).
+    """
+    gc = grad_cam(model, x, target, layer)
+    classes = gc.meta["target"]
+    gb = guided_backprop(model, x, classes if classes is not None else target)
+    t = Trace("guided_grad_cam", meta=dict(gc.meta))
+    for term in gc.steps[:-1]:
+        t.add(term.symbol, term.latex, term.description, term.value)
+    L_up = t.add("L_up", r"\mathrm{up}(L^c)", "Grad-CAM upsampled bilinearly to the input size", gc.map[:, None])
+    R = t.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative", gb.grad)
+    guided = t.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where Grad-CAM is high", R * L_up)
+    t.add("map", r"M_{ij} = \max_{ch} |(R \odot \mathrm{up}(L^c))_{ch,ij}|", "largest magnitude over colour channels",
+          guided.abs().amax(1))
+    return t
