@@ -5,14 +5,18 @@
 """
 
 from . import hooks, inputs, trace
+from .ascent import class_model, fooling_image
+from .attention import at_loss, attention_map, attention_transfer, normalised_attention
 from .backprop import deconvnet, guided_backprop, saliency
 from .cam import cam, gap, grad_cam, grad_cam_pp, guided_grad_cam, xgrad_cam
 from .gradients import Neuron
+from .occlusion import occlusion
 from .trace import Term, Trace
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Neuron", "Term", "Trace", "cam", "deconvnet", "gap", "grad_cam", "grad_cam_pp", "guided_backprop",
-    "guided_grad_cam", "hooks", "inputs", "saliency", "trace", "xgrad_cam",
+    "Neuron", "Term", "Trace", "at_loss", "attention_map", "attention_transfer", "cam", "class_model",
+    "deconvnet", "fooling_image", "gap", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam",
+    "hooks", "inputs", "normalised_attention", "occlusion", "saliency", "trace", "xgrad_cam",
 ]

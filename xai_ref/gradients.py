@@ -20,12 +20,13 @@ class Neuron:
     """A single intermediate neuron as a target (Zeiler & Fergus 2014: "pick a single neuron").
 
     ``layer``: a module or dotted name; ``channel``: the feature map k; ``position``: ``(i, j)`` in that
-    map, or ``None`` for each image's strongest activation in the map (as Zeiler & Fergus show).
+    map, ``"max"`` for each image's strongest activation in the map (what Zeiler & Fergus project
+    down), or ``"sum"`` for the map's total response (their occlusion experiment on layer 5).
     """
 
     layer: object
     channel: int
-    position: tuple[int, int] | None = None
+    position: tuple[int, int] | str = "max"
 
 
 @dataclass
@@ -75,7 +76,7 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none
 
 
 def neuron_scores(A: torch.Tensor, neuron: Neuron) -> torch.Tensor:
-    """``A[b, k, i, j]`` for each image b: the neuron's activation (its strongest position if none given)."""
+    """For each image b: ``A[b,k,i,j]``, ``max_ij A[b,k,i,j]`` or ``sum_ij A[b,k,i,j]`` (see `Neuron`)."""
     if not isinstance(A, torch.Tensor) or A.dim() != 4:
         raise ValueError(f"a Neuron target needs a layer with (B,K,h,w) output; layer {neuron.layer!r} "
                          f"gives {tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
@@ -84,8 +85,12 @@ def neuron_scores(A: torch.Tensor, neuron: Neuron) -> torch.Tensor:
     if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < K:
         raise ValueError(f"neuron channel must be an int in 0..{K - 1} (the layer has {K} feature maps), got {k!r}")
     fmap = A[:, k].flatten(1)
-    if neuron.position is None:
+    if neuron.position == "sum":
+        return fmap.sum(1)
+    if neuron.position == "max":
         idx = fmap.argmax(1)
+    elif isinstance(neuron.position, str):
+        raise ValueError(f"neuron position must be (i, j), 'max' or 'sum', got {neuron.position!r}")
     else:
         i, j = neuron.position
         if not (0 <= i < h and 0 <= j < w):

@@ -1,0 +1,141 @@
+"""Gradient ascent on the input: class model visualisation and fooling images.
+
+Saliency asks which pixels of a given image matter; gradient ascent asks which image the network
+would like best (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop): start from a zero image and
+repeat forward -> backward -> small step up the gradient of the pre-softmax score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .gradients import Neuron, forward_backward
+from .trace import Trace
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur each channel of ``img`` (B,C,H,W) with a Gaussian of std ``sigma`` pixels (reflect padding)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype, device=img.device) ** 2 / (2 * sigma**2))
+    k = k / k.sum()
+    C = img.shape[1]
+    img = nn.functional.pad(img, (r, r, r, r), mode="reflect")
+    img = nn.functional.conv2d(img, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
+    return nn.functional.conv2d(img, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
+
+
+def _check_ascent_args(steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    for name, v in (("lr", lr), ("l2", l2), ("blur_sigma", blur_sigma)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if not (isinstance(jitter, int) and jitter >= 0) or not (isinstance(blur_every, int) and blur_every >= 0):
+        raise ValueError(f"jitter and blur_every must be ints >= 0 (0 switches them off), got {jitter!r}, {blur_every!r}")
+    lo, hi = pixel_range
+    if not lo < hi:
+        raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
+
+
+def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
+                l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
+                init: str = "zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10,
+                progress: bool = False) -> Trace:
+    """Class model visualisation: ``I* = argmax_I S_c(I) - l2 ||I||^2`` by gradient ascent.
+
+    Each step (CS231n's recipe): shift the image by a random offset in ``[-jitter, jitter]`` (rolled,
+    undone after the step), compute ``J = S_c(I) - l2 ||I||^2`` and its gradient, step
+    ``I <- I + lr * dJ/dI / ||dJ/dI||`` (per image), clamp to ``pixel_range``, and every ``blur_every``
+    steps blur with a Gaussian of std ``blur_sigma``. ``target``: an int, a sequence (one image per
+    entry) or a `Neuron` (activation maximisation of a channel at any layer). ``init``: ``"zeros"`` (as
+    in the paper) or ``"random"`` (small noise from ``seed``). ``shape`` is one image's (C,H,W); choose
+    ``pixel_range`` as the model's valid input range (for EfficientNet-Lite0 use
+    ``xai_ref.data.photos.PIXEL_RANGE``).
+
+    The trace: ``I0`` the start, ``S`` (steps,B) the score, ``R`` (steps,B) the penalty ``l2 ||I||^2``,
+    ``J`` = S - R, ``grad_norm`` (steps,B), ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps
+    (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
+    """
+    _check_ascent_args(steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    param = next(model.parameters())
+    n = 1 if isinstance(target, (int, Neuron)) else len(target)
+    gen = torch.Generator().manual_seed(seed)
+    if init == "zeros":
+        I = torch.zeros(n, *shape, dtype=param.dtype)
+    elif init == "random":
+        I = 0.01 * torch.randn(n, *shape, generator=gen, dtype=param.dtype)
+    else:
+        raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
+    I = I.clamp(*pixel_range).to(param.device)
+    t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
+                                   "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
+    t.add("I0", r"I_0 = 0", "the starting image", I.clone())
+    curves = {k: [] for k in ("S", "R", "grad_norm")}
+    snapshots = []
+    for step in tqdm(range(steps), desc="gradient ascent", disable=not progress):
+        dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
+        shifted = torch.roll(I, (dy, dx), dims=(2, 3))
+        p = forward_backward(model, shifted, target if isinstance(target, Neuron) else _classes(target, n))
+        grad = torch.roll(p.dY_dx, (-dy, -dx), dims=(2, 3)) - 2 * l2 * I
+        norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)
+        curves["S"].append(p.y)
+        curves["R"].append(l2 * I.flatten(1).pow(2).sum(1))
+        curves["grad_norm"].append(norm)
+        I = (I + lr * grad / norm[:, None, None, None]).clamp(*pixel_range)
+        if blur_every and (step + 1) % blur_every == 0:
+            I = gaussian_blur(I, blur_sigma).clamp(*pixel_range)
+        if (step + 1) % snapshot_every == 0 or step == steps - 1:
+            snapshots.append(I.clone())
+            t.meta["snapshot_steps"].append(step + 1)
+    S = t.add("S", r"S_c(I_t)", "the target score at each step", torch.stack(curves["S"]))
+    R = t.add("R", r"\lambda \lVert I_t \rVert_2^2", "the L2 penalty at each step", torch.stack(curves["R"]))
+    t.add("J", r"J(I_t) = S_c(I_t) - \lambda \lVert I_t \rVert_2^2", "the objective being maximised", S - R)
+    t.add("grad_norm", r"\lVert \nabla_I J \rVert_2", "size of the gradient at each step", torch.stack(curves["grad_norm"]))
+    t.add("snapshots", r"I_t", "the image every few steps", torch.stack(snapshots))
+    t.add("image", r"I^* = \arg\max_I S_c(I) - \lambda \lVert I \rVert_2^2", "the class model image", I)
+    return t
+
+
+def _classes(target, n: int) -> list[int]:
+    return [target] * n if isinstance(target, int) else list(target)
+
+
+def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, max_steps: int = 100,
+                  pixel_range=None, progress: bool = False) -> Trace:
+    """Fooling images (Szegedy et al. 2014, as in CS231n): nudge x until the model predicts ``target``.
+
+    Each step: ``x <- x + lr * dS_t/dx / ||dS_t/dx||`` for the images not yet fooled, until each is
+    classified as its target or ``max_steps`` is reached (optionally clamped to ``pixel_range``). The
+    trace: ``S`` (steps,B) the target score, ``pred`` (steps,B) the predicted class, ``image`` the
+    result, ``delta`` = image - x (usually invisible to a human), and ``fooled`` (B,) bool.
+    """
+    if not (isinstance(max_steps, int) and max_steps >= 1):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    I = x.detach().clone()
+    classes = _classes(target, x.shape[0])
+    t = Trace("fooling_image", meta={"target": classes, "lr": lr})
+    c = torch.as_tensor(classes, device=x.device)
+    S, pred = [], []
+    for k in tqdm(range(max_steps + 1), desc="fooling", disable=not progress):
+        p = forward_backward(model, I, classes)
+        S.append(p.y)
+        pred.append(p.output.argmax(1))
+        active = pred[-1] != c
+        if not active.any() or k == max_steps:
+            break
+        g = p.dY_dx
+        step = lr * g / g.flatten(1).norm(dim=1).clamp(min=1e-12)[:, None, None, None]
+        I = I + step * active[:, None, None, None]
+        if pixel_range is not None:
+            I = I.clamp(*pixel_range)
+    t.add("S", r"S_t(x_k)", "the target class score at each step", torch.stack(S))
+    pred_t = t.add("pred", r"\arg\max_c S_c(x_k)", "the predicted class at each step", torch.stack(pred))
+    image = t.add("image", r"x' = x + \sum_k \eta\, g_k / \lVert g_k \rVert", "the fooling image", I)
+    t.add("delta", r"x' - x", "the change: small, yet it flips the prediction", image - x)
+    t.add("fooled", r"\arg\max_c S_c(x') = t", "whether each image is now classified as its target",
+          pred_t[-1] == c)
+    return t

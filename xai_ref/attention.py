@@ -1,0 +1,81 @@
+"""Activation-based attention maps and attention transfer (Zagoruyko & Komodakis, ICLR 2017).
+
+An attention map collapses a layer's activations ``A`` (B,C,h,w) over channels into one spatial map:
+``Q = sum_c |A_c|^p`` (or ``max_c |A_c|^p``). Attention transfer trains a student so that its
+normalised maps match a teacher's at matching depths.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .trace import Trace
+
+KINDS = ("sum", "max")
+
+
+def attention_map(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Tensor:
+    """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w)."""
+    if not isinstance(A, torch.Tensor) or A.dim() != 4:
+        raise ValueError(f"A must be activations (B,C,h,w), got "
+                         f"{tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
+    if not (isinstance(p, (int, float)) and p > 0):
+        raise ValueError(f"p must be a positive number (the paper uses 1, 2 or 4), got {p!r}")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    Q = A.abs().pow(p)
+    return Q.sum(1) if kind == "sum" else Q.amax(1)
+
+
+def normalised_attention(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Tensor:
+    """``q = vec(Q) / ||vec(Q)||_2`` (B, h*w): the attention map flattened and scaled to unit length."""
+    Q = attention_map(A, p, kind).flatten(1)
+    return Q / Q.norm(dim=1, keepdim=True).clamp(min=1e-12)
+
+
+def _pairs(student, teacher) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    student = [student] if isinstance(student, torch.Tensor) else list(student)
+    teacher = [teacher] if isinstance(teacher, torch.Tensor) else list(teacher)
+    if len(student) != len(teacher):
+        raise ValueError(f"got {len(student)} student and {len(teacher)} teacher activations; pass one per "
+                         "matching depth (e.g. the output of each group)")
+    for j, (S, T) in enumerate(zip(student, teacher)):
+        if S.dim() != 4 or T.dim() != 4 or S.shape[0] != T.shape[0] or S.shape[2:] != T.shape[2:]:
+            raise ValueError(f"pair {j}: student {tuple(S.shape)} and teacher {tuple(T.shape)} must be (B,C,h,w) "
+                             "with the same batch and spatial size (channels may differ); interpolate one first")
+    return list(zip(student, teacher))
+
+
+def at_loss(student: Sequence[torch.Tensor] | torch.Tensor, teacher: Sequence[torch.Tensor] | torch.Tensor,
+            p: float = 2) -> torch.Tensor:
+    """The attention-transfer loss, summed over the pairs j of matching layers.
+
+    The paper (eq. 2) writes ``beta/2 * sum_j || q_S^j - q_T^j ||_p`` with ``q = vec(Q)/||vec(Q)||_2``
+    and ``Q = sum_c |A_c|^p``. We follow the authors' reference code, with which the paper's numbers
+    were produced: ``sum_j mean_{b,i} (q_S^j - q_T^j)^2`` — the squared difference averaged over the
+    batch and the h*w positions (and the channel mean instead of the sum in Q, which the normalisation
+    cancels). Multiply by ``beta/2`` (the paper uses beta = 1000) when adding it to the training loss.
+    The teacher's maps are treated as constants.
+    """
+    return sum(((normalised_attention(S, p) - normalised_attention(T.detach(), p)) ** 2).mean()
+               for S, T in _pairs(student, teacher))
+
+
+def attention_transfer(student: torch.Tensor, teacher: torch.Tensor, p: float = 2, kind: str = "sum") -> Trace:
+    """The attention-transfer equation for one pair of layers, term by term (for stepping through)."""
+    (S, T), = _pairs(student, teacher)
+    t = Trace("attention_transfer", meta={"p": p, "kind": kind})
+    t.add("A_S", r"A_S \in \mathbb{R}^{C_S \times h \times w}", "student activations", S.detach())
+    t.add("A_T", r"A_T \in \mathbb{R}^{C_T \times h \times w}", "teacher activations", T.detach())
+    agg = r"\sum_c" if kind == "sum" else r"\max_c"
+    t.add("Q_S", rf"Q_S = {agg} |A_{{S,c}}|^{{{p}}}", "student attention map", attention_map(S.detach(), p, kind))
+    t.add("Q_T", rf"Q_T = {agg} |A_{{T,c}}|^{{{p}}}", "teacher attention map", attention_map(T.detach(), p, kind))
+    qS = t.add("q_S", r"q_S = \frac{\mathrm{vec}(Q_S)}{\lVert \mathrm{vec}(Q_S) \rVert_2}", "student map, unit length",
+               normalised_attention(S.detach(), p, kind))
+    qT = t.add("q_T", r"q_T = \frac{\mathrm{vec}(Q_T)}{\lVert \mathrm{vec}(Q_T) \rVert_2}", "teacher map, unit length",
+               normalised_attention(T.detach(), p, kind))
+    t.add("loss", r"\mathcal{L}_{AT} = \frac{1}{B\,hw}\sum_{b,i} (q_S - q_T)_{b,i}^2",
+          "the AT loss as in the reference code (mean squared difference)", ((qS - qT) ** 2).mean())
+    return t

@@ -1,0 +1,92 @@
+"""Occlusion sensitivity (Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014).
+
+Slide a grey (baseline) square over the image and record how much the target score drops at each
+position of the square. A large drop means the network needed what the square covered.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .gradients import Neuron, neuron_scores
+from .hooks import Hooks
+from .inputs import check_batch, target_classes
+from .trace import Trace
+
+
+def _pair(v, name: str) -> tuple[int, int]:
+    v = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)
+    if len(v) != 2 or not all(isinstance(a, int) and a > 0 for a in v):
+        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
+    return v
+
+
+def scores_no_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+    """The target scores ``(N,)`` of a batch without gradients: ``target`` is a (N,) class tensor or a Neuron."""
+    layers = [target.layer] if isinstance(target, Neuron) else []
+    with torch.no_grad(), Hooks(model, layers=layers) as h:
+        out = model(x)
+        if isinstance(target, Neuron):
+            return neuron_scores(h.A, target)
+        return out.gather(1, target[:, None].to(out.device))[:, 0]
+
+
+def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4, baseline=0.0,
+              batch_size: int = 64, progress: bool = False) -> Trace:
+    """Occlusion sensitivity: the drop of the target score when a square is occluded, at every position.
+
+    For each top-left corner (u, v) on the grid with step ``stride``, ``x_uv`` is x with the window
+    ``[u, u+h) x [v, v+w)`` (all channels) set to ``baseline``, and
+    ``drop[u,v] = y^c(x) - y^c(x_uv)``. ``map`` (B,H,W) gives each pixel the mean drop over the windows
+    that cover it (0 where none does) — the same attribution as Captum's ``Occlusion``.
+
+    ``target``: None / int / sequence of B class indices, or a `Neuron` (e.g.
+    ``Neuron("features.10", 5, "sum")``: one channel's summed response, Zeiler & Fergus fig. 7).
+    ``baseline``: a number or a tensor broadcastable to (C,H,W). The occluded images are evaluated
+    ``batch_size`` at a time.
+    """
+    check_batch(model, x)
+    (h, w), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    B, C, H, W = x.shape
+    if h > H or w > W:
+        raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
+    if isinstance(target, Neuron):
+        key = target
+    else:
+        with torch.no_grad(), Hooks(model):
+            predicted = model(x).argmax(1)
+            n_classes = model(x[:1]).shape[1]
+        key = target_classes(target, B, n_classes, default=predicted)
+    y = scores_no_grad(model, x, key)
+
+    us, vs = torch.arange(0, H - h + 1, sh), torch.arange(0, W - w + 1, sw)
+    corners = torch.cartesian_prod(us, vs)                                    # (P, 2)
+    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand(C, H, W)
+    windows = torch.zeros(len(corners), H, W, dtype=torch.bool, device=x.device)
+    for p, (u, v) in enumerate(corners.tolist()):
+        windows[p, u:u + h, v:v + w] = True
+
+    drops = torch.empty(B, len(corners), dtype=x.dtype, device=x.device)
+    with tqdm(total=B * len(corners), desc="occlusion", disable=not progress) as bar:
+        for b in range(B):
+            for start in range(0, len(corners), batch_size):
+                m = windows[start:start + batch_size, None]                    # (n,1,H,W)
+                occluded = torch.where(m, base, x[b])                          # (n,C,H,W)
+                key_b = key if isinstance(key, Neuron) else key[b].repeat(len(m))
+                drops[b, start:start + len(m)] = y[b] - scores_no_grad(model, occluded, key_b)
+                bar.update(len(m))
+
+    t = Trace("occlusion", meta={"target": None if isinstance(key, Neuron) else key, "y": y,
+                                 "window": (h, w), "stride": (sh, sw), "baseline": baseline})
+    t.add("corners", r"(u, v) \in \{0, s, 2s, \dots\}^2", "top-left corner of each occluder position", corners)
+    drop = t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",
+                 drops.view(B, len(us), len(vs)))
+    coverage = windows.sum(0)
+    total = torch.einsum("bp,phw->bhw", drops, windows.to(x.dtype))
+    t.add("map", r"M_{ij} = \mathrm{mean}\{\Delta_{uv} : (i,j) \in \text{window}(u,v)\}",
+          "mean score drop over the occluder positions covering each pixel",
+          torch.where(coverage > 0, total / coverage.clamp(min=1), torch.zeros((), dtype=x.dtype)))
+    del drop
+    return t
