@@ -8,12 +8,16 @@ repeat forward -> backward -> small step up the gradient of the pre-softmax scor
 from __future__ import annotations
 
 import math
+import numbers
+from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .gradients import Neuron, forward_backward
+from .inputs import check_batch
 from .trace import Trace
 
 
@@ -28,7 +32,10 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     return nn.functional.conv2d(img, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
 
-def _check_ascent_args(steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
+def _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
+    if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) == 3
+            and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
     if not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     for name, v in (("lr", lr), ("l2", l2), ("blur_sigma", blur_sigma)):
@@ -36,6 +43,9 @@ def _check_ascent_args(steps, lr, l2, jitter, blur_every, blur_sigma, pixel_rang
             raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
     if not (isinstance(jitter, int) and jitter >= 0) or not (isinstance(blur_every, int) and blur_every >= 0):
         raise ValueError(f"jitter and blur_every must be ints >= 0 (0 switches them off), got {jitter!r}, {blur_every!r}")
+    if blur_every and not blur_sigma > 0:
+        raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
+                         f"got {blur_sigma!r}")
     lo, hi = pixel_range
     if not lo < hi:
         raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
@@ -60,9 +70,10 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     ``J`` = S - R, ``grad_norm`` (steps,B), ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps
     (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
     """
-    _check_ascent_args(steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     param = next(model.parameters())
-    n = 1 if isinstance(target, (int, Neuron)) else len(target)
+    classes = None if isinstance(target, Neuron) else _classes(target, 1)
+    n = 1 if classes is None else len(classes)
     gen = torch.Generator().manual_seed(seed)
     if init == "zeros":
         I = torch.zeros(n, *shape, dtype=param.dtype)
@@ -79,7 +90,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     for step in tqdm(range(steps), desc="gradient ascent", disable=not progress):
         dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
         shifted = torch.roll(I, (dy, dx), dims=(2, 3))
-        p = forward_backward(model, shifted, target if isinstance(target, Neuron) else _classes(target, n))
+        p = forward_backward(model, shifted, target if classes is None else classes)
         grad = torch.roll(p.dY_dx, (-dy, -dx), dims=(2, 3)) - 2 * l2 * I
         norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)
         curves["S"].append(p.y)
@@ -101,7 +112,15 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
 
 
 def _classes(target, n: int) -> list[int]:
-    return [target] * n if isinstance(target, int) else list(target)
+    """``target`` as a list of classes: an int repeated n times, or a sequence as it is."""
+    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
+        target = target.item()
+    if isinstance(target, numbers.Integral):
+        return [target] * n
+    if isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
+        return list(target)
+    raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
+                    f"got {target!r}")
 
 
 def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, max_steps: int = 100,
@@ -113,6 +132,7 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     trace: ``S`` (steps,B) the target score, ``pred`` (steps,B) the predicted class, ``image`` the
     result, ``delta`` = image - x (usually invisible to a human), and ``fooled`` (B,) bool.
     """
+    check_batch(model, x)
     if not (isinstance(max_steps, int) and max_steps >= 1):
         raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
     I = x.detach().clone()

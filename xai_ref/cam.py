@@ -103,7 +103,7 @@ def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
 
 def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> torch.Tensor:
     g, A = sign * p.dY_dA, p.A
-    denominator = 2 * g**2 + (A * g**3).sum((2, 3), keepdim=True)
+    denominator = 2 * g**2 + g**3 * A.sum((2, 3), keepdim=True)  # sum_ab A_ab times the (i,j) gradient cubed
     a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
               r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
               "pixel-wise weighting coefficients (0 where the denominator is 0)",

@@ -6,8 +6,10 @@ expected and how to fix it.
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,12 +31,12 @@ def check_batch(model: nn.Module, x) -> None:
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating-point tensor, got {x.dtype}; for uint8 pixels use "
                         "x.float() / 255 or the model's preprocessing (xai_ref.data.photos.preprocess)")
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values; explanations need finite pixels")
     param = next(model.parameters(), None)
-    if param is not None and param.device != x.device:
+    if param is not None and param.device != x.device:  # before looking at the values, which may be elsewhere
         raise ValueError(f"x is on {x.device} but the model is on {param.device}; move one of them, "
                          f"e.g. x = x.to({str(param.device)!r})")
+    if not torch.isfinite(x).all():
+        raise ValueError("x contains NaN or infinite values; explanations need finite pixels")
     if param is not None and param.dtype != x.dtype:
         raise TypeError(f"x is {x.dtype} but the model's parameters are {param.dtype}; "
                         f"use x.to({param.dtype}) or model.to({x.dtype})")
@@ -71,12 +73,14 @@ def target_classes(target, B: int, n_classes: int, default: torch.Tensor | None 
         if default is None:
             raise ValueError("target=None means the predicted class, which is not known here; pass a class")
         return default.detach().long().cpu()
+    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
+        target = target.item()  # one class as a 0-d tensor, e.g. labels[i]
     if isinstance(target, bool) or isinstance(target, float):
         raise TypeError(f"target must be an int class index, a sequence of B ints, None or a callable, "
                         f"got {target!r}")
-    if isinstance(target, int):
-        c = torch.full((B,), target, dtype=torch.long)
-    elif isinstance(target, (Sequence, torch.Tensor)) and not isinstance(target, str):
+    if isinstance(target, numbers.Integral):  # int, numpy integers
+        c = torch.full((B,), int(target), dtype=torch.long)
+    elif isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
         c = torch.as_tensor(target).detach().cpu()
         if c.dim() != 1 or c.shape[0] != B:
             raise ValueError(f"target has {len(c) if c.dim() else 'no'} entries but the batch has {B} "

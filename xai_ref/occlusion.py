@@ -12,24 +12,27 @@ from tqdm.auto import tqdm
 
 from .gradients import Neuron, neuron_scores
 from .hooks import Hooks
-from .inputs import check_batch, target_classes
+from .inputs import check_batch, target_classes, target_scores
 from .trace import Trace
 
 
 def _pair(v, name: str) -> tuple[int, int]:
-    v = (v, v) if isinstance(v, int) and not isinstance(v, bool) else tuple(v)
-    if len(v) != 2 or not all(isinstance(a, int) and a > 0 for a in v):
+    v = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    if len(v) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in v):
         raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
     return v
 
 
 def scores_no_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
-    """The target scores ``(N,)`` of a batch without gradients: ``target`` is a (N,) class tensor or a Neuron."""
+    """The target scores ``(N,)`` of a batch without gradients: ``target`` is a (N,) class tensor, a Neuron
+    or a callable ``f(output) -> (N,)``."""
     layers = [target.layer] if isinstance(target, Neuron) else []
     with torch.no_grad(), Hooks(model, layers=layers) as h:
         out = model(x)
         if isinstance(target, Neuron):
             return neuron_scores(h.A, target)
+        if callable(target):
+            return target_scores(out, target)[0]
         return out.gather(1, target[:, None].to(out.device))[:, 0]
 
 
@@ -42,8 +45,10 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     ``drop[u,v] = y^c(x) - y^c(x_uv)``. ``map`` (B,H,W) gives each pixel the mean drop over the windows
     that cover it (0 where none does) — the same attribution as Captum's ``Occlusion``.
 
-    ``target``: None / int / sequence of B class indices, or a `Neuron` (e.g.
-    ``Neuron("features.10", 5, "sum")``: one channel's summed response, Zeiler & Fergus fig. 7).
+    ``target``: None / int / sequence of B class indices, a `Neuron` (e.g.
+    ``Neuron("features.10", 5, "sum")``: one channel's summed response, Zeiler & Fergus fig. 7), or a
+    callable ``f(output) -> (N,)`` scores; it is applied to batches of occluded copies of one image, so it
+    must score each row of the output on its own (``lambda out: out[:, 3]``).
     ``baseline``: a number or a tensor broadcastable to (C,H,W). The occluded images are evaluated
     ``batch_size`` at a time.
     """
@@ -52,7 +57,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     B, C, H, W = x.shape
     if h > H or w > W:
         raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
-    if isinstance(target, Neuron):
+    if isinstance(target, Neuron) or callable(target):
         key = target
     else:
         with torch.no_grad(), Hooks(model):
@@ -74,11 +79,11 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
             for start in range(0, len(corners), batch_size):
                 m = windows[start:start + batch_size, None]                    # (n,1,H,W)
                 occluded = torch.where(m, base, x[b])                          # (n,C,H,W)
-                key_b = key if isinstance(key, Neuron) else key[b].repeat(len(m))
+                key_b = key if isinstance(key, Neuron) or callable(key) else key[b].repeat(len(m))
                 drops[b, start:start + len(m)] = y[b] - scores_no_grad(model, occluded, key_b)
                 bar.update(len(m))
 
-    t = Trace("occlusion", meta={"target": None if isinstance(key, Neuron) else key, "y": y,
+    t = Trace("occlusion", meta={"target": None if isinstance(key, Neuron) or callable(key) else key, "y": y,
                                  "window": (h, w), "stride": (sh, sw), "baseline": baseline})
     t.add("corners", r"(u, v) \in \{0, s, 2s, \dots\}^2", "top-left corner of each occluder position", corners)
     drop = t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",

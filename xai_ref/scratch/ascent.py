@@ -1,0 +1,163 @@
+"""Gradient ascent on the input from scratch: class model visualisation and fooling images.
+
+The NumPy twin of `xai_ref.ascent`. Saliency asks which pixels of a given image matter; gradient ascent
+asks which image the network likes best (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop): start from a
+zero image and repeat forward -> backward -> a small step up the gradient of the pre-softmax score.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ..trace import Trace
+from .gradients import check_batch, forward_backward, is_neuron
+from .network import Sequential
+
+
+def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    """Blur each channel of ``img`` (B,C,H,W) with a Gaussian of std ``sigma`` pixels (reflect padding).
+
+        k_t = exp(-t^2 / (2 sigma^2)) / sum_s exp(-s^2 / (2 sigma^2)),   t = -r..r,  r = max(1, ceil(3 sigma))
+
+    The 2-D Gaussian is separable: filter the rows with k, then the columns.
+    """
+    r = max(1, math.ceil(3 * sigma))
+    t = np.arange(-r, r + 1, dtype=img.dtype)
+    k = np.exp(-t**2 / (2 * sigma**2))
+    k = k / k.sum()
+    img = np.pad(img, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
+    img = np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=3) @ k    # along the width
+    return np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=2) @ k   # along the height
+
+
+def _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+            and all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
+        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    for name, v in (("lr", lr), ("l2", l2), ("blur_sigma", blur_sigma)):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if not (isinstance(jitter, int) and jitter >= 0) or not (isinstance(blur_every, int) and blur_every >= 0):
+        raise ValueError(f"jitter and blur_every must be ints >= 0 (0 switches them off), got {jitter!r}, {blur_every!r}")
+    if blur_every and not blur_sigma > 0:
+        raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
+                         f"got {blur_sigma!r}")
+    lo, hi = pixel_range
+    if not lo < hi:
+        raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
+
+
+def _classes(target, n: int) -> list[int]:
+    """``target`` as a list of classes: an int repeated n times, or a sequence as it is."""
+    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+        return [int(target)] * n
+    if isinstance(target, (list, tuple, np.ndarray)):
+        return [int(c) for c in target]
+    raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
+                    f"got {target!r}")
+
+
+def _norm(g: np.ndarray) -> np.ndarray:
+    """Per-image L2 norm of (B, ...) -> (B,), at least 1e-12 (so dividing by it is safe)."""
+    return np.maximum(np.sqrt((g.reshape(len(g), -1) ** 2).sum(1)), 1e-12)
+
+
+def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
+                l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
+                init: str = "zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10) -> Trace:
+    """Class model visualisation by gradient ascent:
+
+        I* = argmax_I  J(I) = S_c(I) - lambda ||I||_2^2
+        each step:  I <- clamp(I + lr * grad J / ||grad J||),   grad J = dS_c/dI - 2 lambda I
+
+    Optionally: before each step roll the image by a random offset in ``[-jitter, jitter]`` (undone after
+    the step; drawn from ``np.random.default_rng(seed)``), and every ``blur_every`` steps blur with a
+    Gaussian of std ``blur_sigma``. ``target``: an int, a sequence (one image per entry) or a `Neuron`.
+    ``init``: "zeros" (as in the paper) or "random" (0.01 * standard normal from ``seed``). ``shape`` is one
+    image's (C,H,W).
+
+    Terms: ``I0``, ``S``, ``R`` = lambda ||I||^2, ``J`` = S - R, ``grad_norm`` (steps,B),
+    ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps (listed in ``meta["snapshot_steps"]``), and
+    ``image`` (B,C,H,W). With ``jitter=0`` this follows `xai_ref.class_model` step for step.
+    """
+    _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    dtype = next(l.W.dtype for l in net.layers if hasattr(l, "W"))
+    classes = None if is_neuron(target) else _classes(target, 1)
+    n = 1 if classes is None else len(classes)
+    rng = np.random.default_rng(seed)
+    if init == "zeros":
+        I = np.zeros((n, *shape), dtype=dtype)
+    elif init == "random":
+        I = 0.01 * rng.standard_normal((n, *shape)).astype(dtype)
+    else:
+        raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
+    I = np.clip(I, *pixel_range)
+    t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
+                                   "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
+    t.add("I0", r"I_0 = 0", "the starting image", I.copy())
+    curves = {k: [] for k in ("S", "R", "grad_norm")}
+    snapshots = []
+    for step in range(steps):
+        dy, dx = rng.integers(-jitter, jitter + 1, size=2) if jitter else (0, 0)
+        shifted = np.roll(I, (dy, dx), axis=(2, 3))
+        p = forward_backward(net, shifted, target if classes is None else classes)
+        grad = np.roll(p.dY_dx, (-dy, -dx), axis=(2, 3)) - 2 * l2 * I
+        norm = _norm(grad)
+        curves["S"].append(p.y)
+        curves["R"].append(l2 * (I.reshape(n, -1) ** 2).sum(1))
+        curves["grad_norm"].append(norm)
+        I = np.clip(I + lr * grad / norm[:, None, None, None], *pixel_range)
+        if blur_every and (step + 1) % blur_every == 0:
+            I = np.clip(gaussian_blur(I, blur_sigma), *pixel_range)
+        if (step + 1) % snapshot_every == 0 or step == steps - 1:
+            snapshots.append(I.copy())
+            t.meta["snapshot_steps"].append(step + 1)
+    S = t.add("S", r"S_c(I_t)", "the target score at each step", np.stack(curves["S"]))
+    R = t.add("R", r"\lambda \lVert I_t \rVert_2^2", "the L2 penalty at each step", np.stack(curves["R"]))
+    t.add("J", r"J(I_t) = S_c(I_t) - \lambda \lVert I_t \rVert_2^2", "the objective being maximised", S - R)
+    t.add("grad_norm", r"\lVert \nabla_I J \rVert_2", "size of the gradient at each step", np.stack(curves["grad_norm"]))
+    t.add("snapshots", r"I_t", "the image every few steps", np.stack(snapshots))
+    t.add("image", r"I^* = \arg\max_I S_c(I) - \lambda \lVert I \rVert_2^2", "the class model image", I)
+    return t
+
+
+def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_steps: int = 100,
+                  pixel_range=None) -> Trace:
+    """Fooling images (Szegedy et al. 2014, as in CS231n): nudge x until the net predicts ``target``.
+
+        x_{k+1} = x_k + lr * g_k / ||g_k||,   g_k = dS_t/dx (x_k),   for the images not yet fooled
+
+    until each image is classified as its target or ``max_steps`` is reached (optionally clamped to
+    ``pixel_range``). Terms: ``S`` (steps,B) the target score, ``pred`` (steps,B) the predicted class,
+    ``image`` (B,C,H,W), ``delta`` = image - x, ``fooled`` (B,) bool.
+    """
+    check_batch(net, x)
+    if not (isinstance(max_steps, int) and max_steps >= 1):
+        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    I = x.copy()
+    classes = _classes(target, x.shape[0])
+    t = Trace("fooling_image", meta={"target": classes, "lr": lr})
+    c = np.asarray(classes)
+    S, pred = [], []
+    for k in range(max_steps + 1):
+        p = forward_backward(net, I, classes)
+        S.append(p.y)
+        pred.append(p.output.argmax(1))
+        active = pred[-1] != c                                   # (B,) images not fooled yet
+        if not active.any() or k == max_steps:
+            break
+        g = p.dY_dx
+        I = I + lr * g / _norm(g)[:, None, None, None] * active[:, None, None, None]
+        if pixel_range is not None:
+            I = np.clip(I, *pixel_range)
+    t.add("S", r"S_t(x_k)", "the target class score at each step", np.stack(S))
+    pred_t = t.add("pred", r"\arg\max_c S_c(x_k)", "the predicted class at each step", np.stack(pred))
+    image = t.add("image", r"x' = x + \sum_k \eta\, g_k / \lVert g_k \rVert", "the fooling image", I)
+    t.add("delta", r"x' - x", "the change: small, yet it flips the prediction", image - x)
+    t.add("fooled", r"\arg\max_c S_c(x') = t", "whether each image is now classified as its target",
+          pred_t[-1] == c)
+    return t

@@ -1,0 +1,70 @@
+"""Signals at the input from scratch: saliency, deconvnet, guided backpropagation.
+
+The NumPy twin of `xai_ref.backprop`. All three start from the same one-hot signal at the output and pass
+it down the same network with `Sequential.backward`; they differ only in the ReLU rule
+(`xai_ref.scratch.layers.ReLU.backward`), with R the signal from above and x the ReLU's forward input:
+
+    saliency         (Simonyan et al. 2014):     R^l = R^{l+1} * [x > 0]          (the gradient dS_c/dI)
+    deconvnet        (Zeiler & Fergus 2014):     R^l = max(R^{l+1}, 0)
+    guided backprop  (Springenberg et al. 2015): R^l = max(R^{l+1}, 0) * [x > 0]
+
+Max-pooling sends the signal to the position that won the forward pass (the switches) in all three.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..trace import Trace
+from .gradients import forward_backward
+from .network import Sequential
+
+_RULE_TEXT = {
+    "backprop": (r"\frac{\partial S_c}{\partial I}", "gradient of the target score at the input pixels"),
+    "deconvnet": (r"R^{l} = \max(R^{l+1}, 0)\ \text{at every ReLU}",
+                  "signal passed down by the deconvnet rule (ReLU on the top signal, pooling switches)"),
+    "guided": (r"R^{l} = [f^{l} > 0] \cdot \max(R^{l+1}, 0)\ \text{at every ReLU}",
+               "signal passed down by the guided rule (forward mask and positive top signal)"),
+}
+
+MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
+
+
+def _input_signal(method: str, rule: str, net: Sequential, x: np.ndarray, target) -> Trace:
+    """``grad`` (B,C,H,W): the signal at the input under ``rule``; ``map`` (B,H,W) = max_ch |grad|."""
+    p = forward_backward(net, x, target, rule=rule)
+    t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
+    latex, text = _RULE_TEXT[rule]
+    g = t.add("grad", latex, text, p.dY_dx)
+    t.add("map", MAP_LATEX, "largest magnitude over the colour channels at each pixel", np.abs(g).max(1))
+    return t
+
+
+def saliency(net: Sequential, x: np.ndarray, target=None) -> Trace:
+    """Image-specific class saliency (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop).
+
+        w = dS_c/dI,      M_ij = max_ch |w_ch,ij|
+
+    ``grad`` (B,C,H,W) the gradient of the pre-softmax score, ``map`` (B,H,W). ``target``: None
+    (predicted class), int, sequence of B ints, or a `Neuron`.
+    """
+    return _input_signal("saliency", "backprop", net, x, target)
+
+
+def deconvnet(net: Sequential, x: np.ndarray, target=None) -> Trace:
+    """Deconvnet visualisation (Zeiler & Fergus, ECCV 2014) as a backward pass.
+
+        R^l = max(R^{l+1}, 0) at every ReLU; transposed convolutions; max-pool switches
+
+    ``grad`` (B,C,H,W) the projection down to the pixels, ``map`` (B,H,W) = max_ch |grad|.
+    """
+    return _input_signal("deconvnet", "deconvnet", net, x, target)
+
+
+def guided_backprop(net: Sequential, x: np.ndarray, target=None) -> Trace:
+    """Guided backpropagation (Springenberg et al., ICLR 2015 workshop).
+
+        R^l = [f^l > 0] * max(R^{l+1}, 0) at every ReLU
+
+    Only positive signal, only where the forward pass was active. ``grad`` (B,C,H,W), ``map`` (B,H,W).
+    """
+    return _input_signal("guided_backprop", "guided", net, x, target)

@@ -1,0 +1,204 @@
+"""Class activation maps from scratch: GAP, CAM, Grad-CAM, Grad-CAM++, XGrad-CAM, Guided Grad-CAM.
+
+The NumPy twin of `xai_ref.cam`: the same Traces (method names, term symbols in the same order, the same
+LaTeX), computed on a scratch `Sequential` with NumPy arrays as values.
+
+Notation: ``A^k`` (or ``f_k``) the K feature maps of a layer, each ``h x w`` with ``Z = h*w`` positions;
+``y^c`` (``S_c``) the pre-softmax score of class c; ``c`` one class per image.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..trace import Trace
+from .backprop import guided_backprop
+from .gradients import Pass, check_batch, forward_backward, layer_name, resize, target_classes
+from .layers import Linear
+from .network import Sequential
+
+
+# --- GAP and CAM: read the weights of a GAP -> linear head ----------------------------------------
+
+
+def _gap_head(net: Sequential, x: np.ndarray, layer, fc):
+    """Forward once; return (f, scores, W, b, layer name) after checking scores = W GAP(f) + b."""
+    check_batch(net, x)
+    scores = net.forward(x)
+    if fc is None:
+        linears = [n for n, l in zip(net.names, net.layers) if isinstance(l, Linear)]
+        if not linears:
+            raise ValueError("CAM needs global average pooling followed by a linear layer giving the class "
+                             "scores, and this net has no Linear layer; use grad_cam instead")
+        fc = linears[-1]
+    fc_name = layer_name(net, fc)
+    if not isinstance(net[fc_name], Linear):
+        raise ValueError(f"fc must be the Linear layer after GAP, got {fc_name!r} ({type(net[fc_name]).__name__})")
+    name = layer_name(net, layer)
+    f, fc_out = net.activations[name], net.activations[fc_name]
+    if f.ndim != 4:
+        raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
+    W = net[fc_name].W                                                       # (classes, K)
+    b = net[fc_name].b if net[fc_name].b is not None else np.zeros(W.shape[0], dtype=f.dtype)
+    if W.shape[1] != f.shape[1] or not _close(f.mean((2, 3)) @ W.T + b, fc_out):
+        raise ValueError(f"CAM needs GAP followed by one linear layer: the input of {fc_name!r} is not the "
+                         f"spatial average of the {f.shape[1]} feature maps of {name!r}. For a flatten + "
+                         "fully-connected head use grad_cam, which needs no particular head")
+    if scores.shape != fc_out.shape or not _close(scores, fc_out):
+        raise ValueError(f"CAM needs the net's output to be the class scores computed by {fc_name!r}, "
+                         "but something comes after it; pass the final linear layer as fc")
+    return f, scores, W, b, name
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    tol = 1e-4 if a.dtype.itemsize <= 4 else 1e-9
+    return a.shape == b.shape and np.allclose(a, b, rtol=tol, atol=tol * max(float(np.abs(b).max()), 1.0))
+
+
+def gap(net: Sequential, x: np.ndarray, layer=None, fc=None) -> Trace:
+    """Global average pooling into linear class scores (Lin, Chen & Yan, "Network in Network", ICLR 2014).
+
+        F^k = 1/Z sum_ij A^k_ij,      S_c = sum_k W_{c,k} F^k + b_c
+
+    ``A`` (B,K,h,w) -> ``F`` (B,K) -> ``S`` (B,classes). ``layer``: the layer before GAP (default: the
+    last spatial layer); ``fc``: the linear layer (default: the last Linear).
+    """
+    A, _, W, b, name = _gap_head(net, x, layer, fc)
+    t = Trace("gap", meta={"layer": name})
+    t.add("A", r"A^k \in \mathbb{R}^{h \times w},\ k = 1..K", "the last feature maps", A)
+    F = t.add("F", r"F^k = \frac{1}{Z}\sum_{i}\sum_{j} A^k_{ij}", "global average of each feature map", A.mean((2, 3)))
+    t.add("S", r"S_c = \sum_k W_{c,k} F^k + b_c", "class scores: one linear layer on the pooled values", F @ W.T + b)
+    return t
+
+
+def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Trace:
+    """Class Activation Mapping (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
+
+        w^c_k = W_{c,k},      M_c(x,y) = sum_k w^c_k f_k(x,y)      (their eq. 4)
+        S_c = 1/Z sum_{x,y} M_c(x,y) + b_c                          (GAP and the sum over k commute)
+
+    ``f`` (B,K,h,w) the maps before GAP, ``w`` (B,K) the weights of each image's class, ``M`` (B,h,w),
+    ``S`` (B,) equal to the net's score, ``map`` (B,H,W) M upsampled bilinearly, raw (no ReLU, not
+    normalised). Raises ValueError when the head is not GAP followed by linear class scores.
+    """
+    f, scores, W, b, name = _gap_head(net, x, layer, fc)
+    c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1))
+    t = Trace("cam", meta={"target": c, "layer": name, "y": scores[np.arange(len(c)), c]})
+    t.add("f", r"f_k(x,y),\ k = 1..K", "the last convolutional feature maps", f)
+    w = t.add("w", r"w^c_k = W_{c,k}", "weight of feature map k in the score of class c", W[c])
+    M = t.add("M", r"M_c(x,y) = \sum_k w^c_k f_k(x,y)", "class activation map: the weighted sum of the maps",
+              np.einsum("bk,bkhw->bhw", w, f))
+    t.add("S", r"S_c = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c",
+          "check: averaging M gives back the class score (GAP and the sum over k commute)",
+          M.mean((1, 2)) + b[c])
+    t.add("map", r"\mathrm{up}(M_c)", "M upsampled bilinearly to the input size", resize(M, x.shape[2:]))
+    return t
+
+
+# --- the Grad-CAM family: the same pipeline, different alphas -------------------------------------
+
+
+def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
+    """Grad-CAM: alpha^c_k = 1/Z sum_ij dy^c/dA^k_ij  (B,K)."""
+    latex = r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j " + ("-" if sign < 0 else "") + r"\frac{\partial y^c}{\partial A^k_{ij}}"
+    return t.add("alpha", latex, "importance of map k: its gradient averaged over positions"
+                 + (" (negated: counterfactual)" if sign < 0 else ""), sign * p.dY_dA.mean((2, 3)))
+
+
+def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> np.ndarray:
+    """Grad-CAM++ with g = dy^c/dA:  a_ij = g_ij^2 / (2 g_ij^2 + (sum_ab A_ab) g_ij^3),  alpha_k = sum_ij a_ij ReLU(g_ij)."""
+    g, A = sign * p.dY_dA, p.A
+    denominator = 2 * g**2 + g**3 * A.sum((2, 3), keepdims=True)     # sum_ab A_ab times g_ij cubed
+    nonzero = denominator != 0
+    a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
+              r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
+              "pixel-wise weighting coefficients (0 where the denominator is 0)",
+              np.where(nonzero, g**2 / np.where(nonzero, denominator, 1), 0))
+    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j a^{kc}_{ij}\,\mathrm{ReLU}\!\left(\frac{\partial y^c}"
+                 r"{\partial A^k_{ij}}\right)", "importance of map k: positive gradients weighted by a "
+                 "(the paper's w_k^c)", (a * np.maximum(g, 0)).sum((2, 3)))
+
+
+def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
+    """XGrad-CAM: alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij  (0 for an all-zero map)."""
+    g, A = sign * p.dY_dA, p.A
+    total = A.sum((2, 3))
+    nonzero = total != 0
+    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\,"
+                 r"\frac{\partial y^c}{\partial A^k_{ij}}", "importance of map k: gradient averaged with the "
+                 "activation as weights (0 for an all-zero map)",
+                 np.where(nonzero, (A * g).sum((2, 3)) / np.where(nonzero, total, 1), 0))
+
+
+def _grad_cam_family(method: str, alpha_fn, net, x, target, layer, counterfactual) -> Trace:
+    """A -> dY_dA -> alpha (by ``alpha_fn``) -> weighted = sum_k alpha_k A^k -> L = ReLU(weighted) -> map."""
+    p = forward_backward(net, x, target, layer=layer, wrt_input=False)
+    if p.A.ndim != 4:
+        raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
+                         f"{p.A.shape}. Pick a convolutional layer (layer=None picks the last one)")
+    t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
+    A = t.add("A", r"A^k,\ k = 1..K", f"feature maps of layer {p.layer}", p.A)
+    t.add("dY_dA", r"\frac{\partial y^c}{\partial A^k_{ij}}", "gradient of the target score at the feature maps",
+          p.dY_dA)
+    alpha = alpha_fn(p, t, -1.0 if counterfactual else 1.0)
+    weighted = t.add("weighted", r"\sum_k \alpha^c_k A^k", "the maps weighted by their importance and summed",
+                     np.einsum("bk,bkhw->bhw", alpha, A))
+    L = t.add("L", r"L^c = \mathrm{ReLU}\left(\sum_k \alpha^c_k A^k\right)",
+              "keep only what increases the score (layer resolution)", np.maximum(weighted, 0))
+    t.add("map", r"\mathrm{up}(L^c)", "L upsampled bilinearly to the input size", resize(L, x.shape[2:]))
+    return t
+
+
+def grad_cam(net: Sequential, x: np.ndarray, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """Grad-CAM (Selvaraju et al., ICCV 2017).
+
+        alpha^c_k = 1/Z sum_i sum_j dy^c/dA^k_ij,      L^c = ReLU(sum_k alpha^c_k A^k)
+
+    ``A``, ``dY_dA`` (B,K,h,w), ``alpha`` (B,K), ``weighted`` and ``L`` (B,h,w), ``map`` (B,H,W) L
+    upsampled bilinearly, raw. ``counterfactual=True`` negates the gradient: regions whose removal would
+    raise the score. ``layer``: a name, index or None (the last spatial layer).
+    """
+    return _grad_cam_family("grad_cam", _alpha_grad_cam, net, x, target, layer, counterfactual)
+
+
+def grad_cam_pp(net: Sequential, x: np.ndarray, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """Grad-CAM++ (Chattopadhay et al., WACV 2018): the Grad-CAM pipeline with other channel weights.
+
+        a^{kc}_ij = g_ij^2 / (2 g_ij^2 + sum_ab A^k_ab g_ij^3),      alpha^c_k = sum_ij a^{kc}_ij ReLU(g_ij)
+
+    with ``g = dy^c/dA`` (their eq. 19 with ``Y = exp(S)``, leaving out the factor ``exp(S^c)`` that only
+    rescales each image's map). Terms: ``A``, ``dY_dA``, ``a`` (B,K,h,w), ``alpha`` (B,K), ``weighted``,
+    ``L``, ``map``.
+    """
+    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, net, x, target, layer, counterfactual)
+
+
+def xgrad_cam(net: Sequential, x: np.ndarray, target=None, layer=None, counterfactual: bool = False) -> Trace:
+    """XGrad-CAM (Fu et al., BMVC 2020).
+
+        alpha^c_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij
+
+    Terms as Grad-CAM: ``A``, ``dY_dA``, ``alpha`` (B,K), ``weighted``, ``L``, ``map``.
+    """
+    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, net, x, target, layer, counterfactual)
+
+
+def guided_grad_cam(net: Sequential, x: np.ndarray, target=None, layer=None) -> Trace:
+    """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backpropagation times the upsampled Grad-CAM.
+
+        guided = R * up(L^c),      M_ij = max_ch |guided_ch,ij|
+
+    The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W), ``R`` (B,C,H,W) the guided-backprop
+    signal, ``guided`` (B,C,H,W) and ``map`` (B,H,W).
+    """
+    gc = grad_cam(net, x, target, layer)
+    classes = gc.meta["target"]
+    gb = guided_backprop(net, x, classes if classes is not None else target)
+    t = Trace("guided_grad_cam", meta=dict(gc.meta))
+    for term in gc.steps[:-1]:
+        t.add(term.symbol, term.latex, term.description, term.value)
+    L_up = t.add("L_up", r"\mathrm{up}(L^c)", "Grad-CAM upsampled bilinearly to the input size", gc.map[:, None])
+    R = t.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative", gb.grad)
+    guided = t.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where Grad-CAM is high", R * L_up)
+    t.add("map", r"M_{ij} = \max_{ch} |(R \odot \mathrm{up}(L^c))_{ch,ij}|", "largest magnitude over colour channels",
+          np.abs(guided).max(1))
+    return t
