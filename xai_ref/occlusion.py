@@ -43,7 +43,8 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     For each top-left corner (u, v) on the grid with step ``stride``, ``x_uv`` is x with the window
     ``[u, u+h) x [v, v+w)`` (all channels) set to ``baseline``, and
     ``drop[u,v] = y^c(x) - y^c(x_uv)``. ``map`` (B,H,W) gives each pixel the mean drop over the windows
-    that cover it (0 where none does) — the same attribution as Captum's ``Occlusion``.
+    that cover it (0 where none does) — the same attribution as Captum's ``Occlusion`` when ``H - h`` and
+    ``W - w`` are multiples of the stride (otherwise Captum adds windows cut off at the border; we do not).
 
     ``target``: None / int / sequence of B class indices, a `Neuron` (e.g.
     ``Neuron("features.10", 5, "sum")``: one channel's summed response, Zeiler & Fergus fig. 7), or a
