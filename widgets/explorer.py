@@ -1,0 +1,162 @@
+"""What every explorer shares: the model and the image it explains, the class names, the ``controls``
+dict, a status line, and small helpers to build controls and captioned pictures.
+
+An explorer is an ``ipywidgets.VBox``: display it, or drive it from Python through ``controls``
+(setting ``controls["target"].value = 3`` runs the same code as picking class 3 in the browser).
+
+How an explorer reacts to a control (the rule every explorer follows):
+
+* a control that changes what must be computed (class, layer, method) goes through a `Memo` keyed by
+  those control values, then the stepper and the panels are redrawn;
+* any other control (step, channel, threshold, pixel position) only redraws the parts that show it.
+"""
+
+from __future__ import annotations
+
+import html
+import traceback
+from typing import Callable
+
+import ipywidgets as W
+import numpy as np
+import torch
+
+from xai_ref import metrics
+
+from . import inputs, render
+
+
+class Explorer(W.VBox):
+    """Base class: resolves ``model`` / ``image`` / ``class_names``; subclasses build the widgets.
+
+    Attributes: ``model``, ``x`` (1,C,H,W), ``rgb`` (H,W,3) uint8, ``pixel_range``, ``output`` (the
+    model's scores for ``x``, (classes,)), ``class_names``, ``controls`` (name -> ipywidget),
+    ``status`` (an HTML line showing errors raised by a control, e.g. a layer a method cannot use).
+    """
+
+    title = ""
+    size = 192  # side (px) that pictures of the input are scaled up to
+
+    def __init__(self, model=None, image=None, default_model: str = "nin_shapes", pixel_range=None,
+                 class_names=None):
+        self.model = inputs.resolve_model(model, default_model)
+        inp = inputs.resolve_image(image, self.model, pixel_range)
+        self.x, self.rgb, self.pixel_range = inp.x, inp.rgb, inp.pixel_range
+        self.output = inputs.scores(self.model, self.x)[0]
+        self.class_names = inputs.class_names(self.model, self.output.shape[-1], class_names) \
+            if self.output.dim() == 1 else None
+        self.controls: dict[str, W.ValueWidget] = {}
+        self.status = W.HTML()
+        super().__init__()
+        self.add_class("xr-explorer")
+
+    # --- building -------------------------------------------------------------------------------
+
+    def class_dropdown(self, value=None, description: str = "class c") -> W.Dropdown:
+        """A class chooser: every class with its score (sorted by score when there are many)."""
+        options = inputs.class_options(self.class_names, self.output)
+        value = int(self.output.argmax()) if value is None else int(value)
+        return W.Dropdown(options=options, value=value, description=description,
+                          layout=W.Layout(width="320px"))
+
+    def layer_dropdown(self, layers: dict, value: str, description: str = "layer") -> W.Dropdown:
+        """A layer chooser: ``name  (K×h×w)`` for each layer, ``value`` preselected."""
+        options = [(f"{n}  ({'×'.join(map(str, s))})", n) for n, s in layers.items()]
+        return W.Dropdown(options=options, value=value, description=description, layout=W.Layout(width="380px"),
+                          style={"description_width": "initial"})
+
+    def picture(self) -> W.Image:
+        """An empty picture (PNG bytes are written into its ``value``), shown at its natural size."""
+        return picture()
+
+    def on(self, name: str, *handlers: Callable[[], None]) -> None:
+        """When control ``name`` changes, run ``handlers`` in order (errors go to the status line)."""
+        def react(_change):
+            self.run(*handlers)
+        self.controls[name].observe(react, "value")
+
+    def run(self, *handlers: Callable[[], None]) -> bool:
+        """Run ``handlers``; a ValueError/TypeError (bad layer, unsupported model) is shown, not raised."""
+        try:
+            for h in handlers:
+                h()
+        except (ValueError, TypeError) as e:
+            self.status.value = (f"<span style='color:#b00'>&#9888; {html.escape(type(e).__name__)}: "
+                                 f"{html.escape(str(e))}</span>")
+            self.last_error = traceback.format_exc()
+            return False
+        self.status.value = ""
+        return True
+
+    def position(self, h: int, w: int) -> tuple[int, int]:
+        """The pixel picker's (row, col), clamped to an h×w map (the sliders follow a layer change one at a
+        time, so in between they may point past a smaller map)."""
+        return min(self.controls["row"].value, h - 1), min(self.controls["col"].value, w - 1)
+
+    def class_name(self, c) -> str:
+        return self.class_names[int(c)] if self.class_names else str(int(c))
+
+    def fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Scale a picture of the input up (nearest) to about ``size`` pixels."""
+        return render.fit(rgb, self.size)
+
+
+def picture() -> W.Image:
+    """An ``ipywidgets.Image`` for PNG bytes that keeps its natural size inside boxes."""
+    return W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+
+
+def toggles(options, value, description: str, width: str = "100px", **kw) -> W.ToggleButtons:
+    """ToggleButtons wide enough for their labels."""
+    return W.ToggleButtons(options=options, value=value, description=description,
+                           style={"button_width": width, "description_width": "initial"}, **kw)
+
+
+def captioned(caption: str, *widgets: W.Widget, width: str | None = None) -> W.VBox:
+    """A caption (HTML) above ``widgets``."""
+    box = W.VBox([W.HTML(f"<div style='font-size:12px;font-weight:bold'>{caption}</div>"), *widgets])
+    if width:
+        box.layout.width = width
+    return box
+
+
+def section(title: str) -> W.HTML:
+    return W.HTML(f"<h4 style='margin:6px 0 2px 0'>{html.escape(title)}</h4>")
+
+
+def row(*widgets: W.Widget) -> W.HBox:
+    return W.HBox(list(widgets), layout=W.Layout(flex_flow="row wrap", align_items="flex-start",
+                                                 grid_gap="12px"))
+
+
+# --- localization: shared by the CAM and metrics explorers ---------------------------------------------
+
+
+def truth_box(image, box, model) -> torch.Tensor | None:
+    """The ground-truth box (x0, y0, x1, y1): the one given, or the default shapes image's, else None."""
+    if box is not None:
+        return torch.as_tensor(box).long().reshape(4)
+    if image is None and not inputs.is_imagenet(model):
+        from xai_ref.data import shapes
+        return torch.as_tensor(shapes.generate(1, seed=0).boxes).long().reshape(-1, 4)[0]
+    return None
+
+
+def localization(rgb: np.ndarray, m: torch.Tensor, fraction: float, truth: torch.Tensor | None,
+                 size: int) -> tuple[bytes, str]:
+    """The map over the picture, pixels below ``fraction`` of the range dimmed, the box of the largest
+    region above it in red (`xai_ref.metrics.threshold_boxes`), the ground truth in green with the IoU.
+    ``m``: (1,H,W) at the picture's resolution. Returns (PNG, HTML text)."""
+    box = metrics.threshold_boxes(m, fraction)[0]
+    m0 = m[0].numpy()
+    keep = render.normalise(m0, m0.min(), m0.max()) >= fraction     # the thresholded region (min-max, as xai_ref)
+    pic = render.overlay(rgb, m0)
+    pic = np.where(keep[..., None], pic, (pic * 0.45).astype(np.uint8))
+    text = f"box (x0, y0, x1, y1) = {tuple(box.tolist())}"
+    if truth is not None:
+        pic = render.draw_rect(pic, truth.tolist(), (40, 200, 60))
+        iou = float(metrics.box_iou(box[None], truth[None])[0])
+        text += f"<br>ground truth (green) = {tuple(truth.tolist())}<br><b>IoU = {iou:.3f}</b>"
+    pic = render.draw_rect(pic, box.tolist(), render.RED)
+    text = f"<div style='font-size:12px'>{text}<br>(dimmed: below the threshold)</div>"
+    return render.png(render.fit(pic, size)), text

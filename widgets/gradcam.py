@@ -1,0 +1,136 @@
+"""GradCAMExplorer: Grad-CAM (Selvaraju et al. 2017) and its variants, term by term.
+
+    A  ->  dy^c/dA  ->  alpha_k^c = 1/Z Σ_ij dy^c/dA^k_ij  ->  Σ_k alpha_k^c A^k  ->  ReLU  ->  upsample
+       ->  Guided Grad-CAM = guided backprop ⊙ upsampled map
+
+Choose the class, the layer, the way alpha is computed (Grad-CAM, Grad-CAM++, XGrad-CAM) and the
+counterfactual sign; step through the terms; pick a position to see the weighted sum with its numbers.
+"""
+
+from __future__ import annotations
+
+import ipywidgets as W
+import numpy as np
+
+import xai_ref as xr
+
+from . import inputs, render
+from .cache import Memo
+from .explorer import Explorer, captioned, row, section, toggles
+from .stepper import Stepper
+
+METHODS = {"Grad-CAM": xr.grad_cam, "Grad-CAM++": xr.grad_cam_pp, "XGrad-CAM": xr.xgrad_cam}
+
+
+class GradCAMExplorer(Explorer):
+    """Explore Grad-CAM for one image.
+
+    Parameters (as `xai_ref.grad_cam`): ``model`` (default ``"vgg_shapes"``), ``image``, ``target``
+    (default the prediction), ``layer`` (default the last spatial layer), ``method`` (a key of
+    `METHODS`), ``counterfactual``; and ``class_names``, ``pixel_range``, ``top_k`` (terms listed in the
+    pixel table).
+
+    Controls: ``target``, ``layer``, ``method``, ``counterfactual``, ``row``, ``col`` (a position of the
+    layer's h×w map), and the stepper's ``step`` and ``channel``. The guided-backprop signal depends on the
+    class only, so changing the layer or the method does not recompute it.
+    """
+
+    title = "Grad-CAM: weights from gradients, then a weighted sum of feature maps"
+
+    def __init__(self, model=None, image=None, target=None, layer=None, method: str = "Grad-CAM",
+                 counterfactual: bool = False, class_names=None, pixel_range=None, top_k: int = 5):
+        super().__init__(model, image, "vgg_shapes", pixel_range, class_names)
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+        self.top_k = top_k
+        self.layers = inputs.spatial_layers(self.model, self.x)
+        self.traces = Memo(lambda c, layer, m, cf: METHODS[m](self.model, self.x, c, layer, cf), maxsize=16)
+        self.guided = Memo(lambda c: xr.guided_backprop(self.model, self.x, c))
+        c = int(self.output.argmax()) if target is None else int(target)
+        first = self.traces(c, layer, method, counterfactual)
+        layer = first.meta["layer"]
+        if layer not in self.layers:
+            self.layers[layer] = tuple(first.A.shape[1:])
+
+        self.controls["target"] = self.class_dropdown(c)
+        self.controls["layer"] = self.layer_dropdown(self.layers, layer)
+        self.controls["method"] = toggles(list(METHODS), method, "α_k by", "120px")
+        self.controls["counterfactual"] = W.Checkbox(value=counterfactual, description="counterfactual (−gradient)")
+        h, w = first.A.shape[2:]
+        self.controls["row"] = W.IntSlider(value=h // 2, min=0, max=h - 1, description="row i")
+        self.controls["col"] = W.IntSlider(value=w // 2, min=0, max=w - 1, description="col j")
+        self.stepper = Stepper(rgb=self.rgb, pixel_range=self.pixel_range, class_names=self.class_names)
+        self.controls.update(self.stepper.controls)
+        self.maps = self.picture()
+        self.pixel_table = W.HTML()
+        self.children = [
+            W.HTML(f"<h3>{self.title}</h3>"),
+            row(self.controls["target"], self.controls["layer"]),
+            row(self.controls["method"], self.controls["counterfactual"]),
+            self.status,
+            row(captioned("L at layer resolution · over the image · Guided Grad-CAM", self.maps)),
+            section("A position: Σ_k α_k A^k_ij term by term"),
+            row(W.VBox([self.controls["row"], self.controls["col"]]), self.pixel_table),
+            section("The equation, step by step"),
+            self.stepper,
+        ]
+        for name in ("target", "layer", "method", "counterfactual"):
+            self.on(name, self.compute, self.draw_maps, self.draw_pixel)
+        self.on("row", self.draw_pixel, self.draw_maps)
+        self.on("col", self.draw_pixel, self.draw_maps)
+        self.run(self.compute, self.draw_maps, self.draw_pixel)
+
+    def compute(self) -> None:
+        """The method's trace (cached per class, layer, method, sign) followed by the guided terms."""
+        c = self.controls["target"].value
+        t = self.traces(c, self.controls["layer"].value, self.controls["method"].value,
+                        self.controls["counterfactual"].value)
+        self.trace = with_guided(t, self.guided(c))
+        self.stepper.show(self.trace)
+        h, w = t.A.shape[2:]
+        for name, n in (("row", h), ("col", w)):       # the pixel picker follows the layer's resolution
+            s = self.controls[name]
+            if s.max != n - 1:
+                s.value = min(s.value, n - 1)
+                s.max = n - 1
+
+    def draw_maps(self) -> None:
+        t = self.trace
+        L, up, guided = t.L[0].numpy(), t.map[0].numpy(), t.guided_map[0].numpy()
+        small = render.mark_cell(render.fit(render.colourise(L, render.HEAT), self.size),
+                                 *self.position(*L.shape), *L.shape)
+        over = self.fit(render.overlay(self.rgb, up))
+        gg = self.fit(render.magnitude(guided))
+        self.maps.value = render.png(render.tile([small, over, gg], cols=3, pad=6))
+
+    def draw_pixel(self) -> None:
+        t = self.trace
+        i, j = self.position(*t.A.shape[2:])
+        alpha, A = t.alpha[0].numpy(), t.A[0, :, i, j].numpy()
+        terms = alpha * A
+        top = np.argsort(-np.abs(terms), kind="stable")[:self.top_k]
+        rows = [[f"k = {k}", alpha[k], A[k], terms[k]] for k in top]
+        rows.append([f"other {len(alpha) - len(top)} maps", "", "", np.delete(terms, top).sum()])
+        rows.append(["Σ_k α_k A^k_ij", "", "", terms.sum()])
+        rows.append(["weighted(i,j) in the trace", "", "", float(t.weighted[0, i, j])])
+        rows.append(["L(i,j) = ReLU(weighted)", "", "", float(t.L[0, i, j])])
+        self.pixel_table.value = render.table_html(rows, header=["", "α_k^c", f"A^k({i},{j})", "product"],
+                                                   highlight_row=len(rows) - 1,
+                                                   title=f"largest {len(top)} terms by |α_k A^k_ij|")
+        self.stepper.set_marker((i, j))
+
+
+def with_guided(t, gb):
+    """The Grad-CAM-family trace ``t`` followed by Guided Grad-CAM's terms: ``R`` the guided-backprop
+    signal (from the trace ``gb`` of `xai_ref.guided_backprop`), ``guided`` = R ⊙ map and its ``guided_map``
+    (as `xai_ref.guided_grad_cam`, but with this trace's map, whatever its alpha)."""
+    out = xr.Trace(t.method + "+guided", meta=dict(t.meta))
+    for term in t.steps:
+        out.add(term.symbol, term.latex, term.description, term.value)
+    R = out.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative",
+                gb.grad)
+    guided = out.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where the map is high",
+                     R * t.map[:, None])
+    out.add("guided_map", r"\max_{ch} |(R \odot \mathrm{up}(L^c))_{ch}|", "Guided Grad-CAM: largest magnitude "
+            "over colour channels", guided.abs().amax(1))
+    return out

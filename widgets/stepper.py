@@ -1,0 +1,269 @@
+"""The stepper: one widget that walks through any `xai_ref.Trace`, term by term.
+
+A Trace is a paper's equation split into its named terms. The stepper shows
+
+* the whole equation, one line per term, with the current line highlighted, and
+  "step k of n: description" above it;
+* the current term's value, drawn the way that fits its shape (first image of the batch, b = 0):
+
+  ======================  ====================================================================
+  value shape             drawn as
+  ======================  ====================================================================
+  (B,K,h,w) feature maps  a grid of the maps (one colour scale), the chosen channel k enlarged
+  (B,3,H,W) at the input  the signed signal as a picture (grey = 0), or the image itself
+  (B,K) weights/scores    a bar chart (channel k in red)
+  (B,h,w) a map           the map alone, and over the input picture
+  (B,) or a number        a small table of numbers
+  (T,B) a per-step curve  a curve (for the optimisation traces)
+  (T,B,3,H,W) snapshots   a strip of pictures
+  ======================  ====================================================================
+
+Every explorer is built on this class. Changing the step (or the channel) only draws: the trace is
+computed by whoever calls `show`, and each drawn step is kept until the next trace arrives.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+
+from . import render
+
+#: Methods whose 2-D terms (T, B) are per-step series rather than per-image vectors.
+SERIES_METHODS = ("class_model", "fooling_image")
+KINDS = ("maps", "signed_rgb", "image", "heatmap", "bars", "numbers", "series", "images", "text")
+GRID_MAX = 64  # feature maps shown at once in the grid (the page holding channel k)
+DRAWN_MAX = 64  # drawn views kept per trace (step, channel, marker); the oldest are dropped beyond that
+
+
+def kind_of(value, method: str = "", input_hw: tuple[int, int] | None = None) -> str:
+    """How to draw a term's value (one of `KINDS`), from its shape."""
+    shape = tuple(getattr(value, "shape", ()))
+    if not hasattr(value, "shape"):
+        return "numbers" if isinstance(value, (int, float, bool)) else "text"
+    integer = not (value.dtype.is_floating_point if hasattr(value.dtype, "is_floating_point")
+                   else np.issubdtype(value.dtype, np.floating))
+    if len(shape) <= 1 or integer:
+        return "numbers"
+    if len(shape) == 2:
+        return "series" if method in SERIES_METHODS else "bars"
+    if len(shape) == 3:
+        return "heatmap"
+    if len(shape) == 4:
+        if shape[1] == 1:
+            return "heatmap"
+        if shape[1] == 3 and input_hw is not None and tuple(shape[2:]) == tuple(input_hw):
+            return "signed_rgb"
+        return "maps"
+    if len(shape) == 5 and shape[2] == 3:
+        return "images"
+    return "text"
+
+
+class Stepper(W.VBox):
+    """Step through a Trace: ◀ / ▶ buttons, a step slider, the equation and the current term's value.
+
+    Parameters
+    ----------
+    trace: the Trace to show first (or None, then call `show`).
+    rgb: the (H,W,3) uint8 picture of the input, for overlays.
+    pixel_range: the input's pixel range, for terms that are images (``kinds={"image": "image"}``).
+    class_names: labels for bar charts whose length is the number of classes.
+    kinds: overrides of `kind_of`, symbol -> kind (e.g. ``{"I0": "image"}``).
+    size: the side, in pixels, that pictures are scaled up to.
+
+    ``controls``: ``step`` (1-based) and ``channel`` (the feature map k shown enlarged / in red).
+    ``marker``: ``(row, col)`` a cell drawn on maps (the pixel picker of an explorer), or None.
+    """
+
+    def __init__(self, trace=None, rgb: np.ndarray | None = None, pixel_range=(0.0, 1.0), class_names=None,
+                 kinds: dict | None = None, size: int = 224):
+        self.rgb, self.pixel_range, self.class_names = rgb, pixel_range, class_names
+        self.kinds, self.size = dict(kinds or {}), size
+        self.trace, self.marker = None, None
+        self._drawn: dict = {}      # (step, channel, marker) -> what was drawn, for the current trace
+        self.step = W.IntSlider(value=1, min=1, max=1, description="step", continuous_update=True,
+                                layout=W.Layout(width="360px"))
+        self.channel = W.IntSlider(value=0, min=0, max=0, description="channel k", layout=W.Layout(width="360px"))
+        self.prev = W.Button(description="◀", layout=W.Layout(width="40px"), tooltip="previous term")
+        self.next = W.Button(description="▶", layout=W.Layout(width="40px"), tooltip="next term")
+        self.header = W.HTML()
+        self.equations = W.HTMLMath()
+        self.picture = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+        self.detail = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
+        self.numbers = W.HTML()
+        self.controls = {"step": self.step, "channel": self.channel}
+        self.prev.on_click(lambda _: self._move(-1))
+        self.next.on_click(lambda _: self._move(+1))
+        self.step.observe(lambda _: self.redraw(), "value")
+        self.channel.observe(lambda _: self.redraw(), "value")
+        views = W.HBox([self.picture, self.detail, self.numbers], layout=W.Layout(align_items="flex-start",
+                                                                                  flex_flow="row wrap"))
+        super().__init__([W.HBox([self.prev, self.step, self.next]), self.header, self.equations,
+                          self.channel, views])
+        self.add_class("xr-stepper")
+        if trace is not None:
+            self.show(trace)
+
+    # --- public -----------------------------------------------------------------------------------
+
+    def show(self, trace, rgb: np.ndarray | None = None) -> None:
+        """Show a (new) trace, keeping the step number when the new trace has as many terms
+        (``None``: show nothing)."""
+        self.trace = trace
+        if rgb is not None:
+            self.rgb = rgb
+        self._drawn.clear()
+        if trace is None:
+            self.header.value = self.equations.value = self.numbers.value = ""
+            self.picture.layout.display = self.detail.layout.display = self.channel.layout.display = "none"
+            return
+        self.step.max = len(trace.steps)
+        self.redraw()
+
+    def forget_drawn(self) -> None:
+        """Forget the drawn views (benchmarks use it to time drawing, not the cache)."""
+        self._drawn.clear()
+
+    def set_marker(self, marker) -> None:
+        """Draw the cell ``(row, col)`` on map views (None: no cell)."""
+        if marker != self.marker:
+            self.marker = marker
+            self.redraw()
+
+    @property
+    def term(self):
+        """The term shown now (None when there is no trace)."""
+        return None if self.trace is None else self.trace.steps[self.step.value - 1]
+
+    def kind(self, term=None) -> str:
+        term = term or self.term
+        hw = None if self.rgb is None else self.rgb.shape[:2]
+        return self.kinds.get(term.symbol) or kind_of(term.value, self.trace.method, hw)
+
+    # --- drawing ----------------------------------------------------------------------------------
+
+    def _move(self, delta: int) -> None:
+        self.step.value = min(max(self.step.value + delta, self.step.min), self.step.max)
+
+    def redraw(self) -> None:
+        """Draw the current term (from the cache of drawn steps when it was drawn before)."""
+        if self.trace is None:
+            return
+        term, n = self.term, len(self.trace.steps)
+        kind = self.kind(term)
+        self._channel_range(term, kind)
+        key = (self.step.value, self.channel.value if self.channel.layout.display != "none" else 0, self.marker)
+        if key not in self._drawn:
+            if len(self._drawn) >= DRAWN_MAX:
+                self._drawn.pop(next(iter(self._drawn)))
+            self._drawn[key] = self._draw(term, kind)
+        picture, detail, numbers = self._drawn[key]
+        self.header.value = (f"<b>{html.escape(self.trace.method)}</b> &nbsp; step {self.step.value} of {n}: "
+                             f"<code>{html.escape(term.symbol)}</code> &mdash; {html.escape(term.description)}")
+        self.equations.value = self._equations()
+        for widget, value in ((self.picture, picture), (self.detail, detail)):
+            widget.layout.display = "" if value else "none"
+            if value:
+                widget.value = value
+        self.numbers.value = numbers
+
+    def _equations(self) -> str:
+        rows = []
+        for i, t in enumerate(self.trace.steps, start=1):
+            current = i == self.step.value
+            style = "background:#fff3b0;font-weight:bold;" if current else "color:#666;"
+            rows.append(f"<div style='{style}padding:1px 6px'>{'&#9654;' if current else '&nbsp;&nbsp;'} "
+                        f"{i}. <code>{html.escape(t.symbol)}</code>: ${t.latex}$</div>")
+        return "<div style='font-size:13px;line-height:1.9'>" + "".join(rows) + "</div>"
+
+    def _channel_range(self, term, kind: str) -> None:
+        shape = tuple(term.value.shape) if hasattr(term.value, "shape") else ()
+        has_channels = kind in ("maps", "bars") and len(shape) >= 2
+        self.channel.layout.display = "" if has_channels else "none"
+        if has_channels and self.channel.max != shape[1] - 1:
+            self.channel.max = shape[1] - 1   # clamps value; the observer redraws with the new value
+
+    def _draw(self, term, kind: str) -> tuple[bytes | None, bytes | None, str]:
+        """(picture PNG, detail PNG, numbers HTML) for the current term."""
+        v, k = term.value, self.channel.value
+        caption = _caption(term)
+        if kind == "maps":
+            maps = render.to_numpy(v[0])
+            return self._grid(maps, k), self._enlarged(maps[k], f"k = {k}"), caption + _stats(maps[k], f"map {k}")
+        if kind == "heatmap":
+            m = render.to_numpy(v[0]).reshape(v.shape[-2:])
+            alone = self._mark(render.fit(render.colourise(m, render.SIGNED if m.min() < 0 < m.max() else render.HEAT),
+                                          self.size), m.shape)
+            over = None if self.rgb is None else self._mark(render.fit(render.overlay(self.rgb, m), self.size), m.shape)
+            small = render.grid_html(m, "values") if m.size <= 100 else ""
+            return render.png(alone), None if over is None else render.png(over), caption + small
+        if kind == "bars":
+            values = render.to_numpy(v[0])
+            labels = self.class_names if self.class_names and len(values) == len(self.class_names) else None
+            return render.bar_chart(values, labels, highlight=k, title=term.symbol, top=12 if labels else 48,
+                                    xlabel="" if labels else "k"), None, caption
+        if kind == "signed_rgb":
+            return render.png(render.fit(render.signed_rgb(v[0]), self.size)), None, caption
+        if kind == "image":
+            return render.png(render.fit(render.image_rgb(v[0], self.pixel_range), self.size)), None, caption
+        if kind == "series":
+            series = render.to_numpy(v)
+            return render.curve_chart({term.symbol: series[:, 0] if series.ndim == 2 else series},
+                                      title=term.symbol), None, caption
+        if kind == "images":
+            snaps = [render.image_rgb(s[0], self.pixel_range) for s in v]
+            size = max(32, self.size * 2 // max(4, len(snaps)))
+            return render.png(render.tile([render.fit(s, size) for s in snaps], cols=min(len(snaps), 8))), None, caption
+        if kind == "numbers":
+            return None, None, caption + _numbers(v)
+        return None, None, caption + f"<pre>{html.escape(repr(v))[:2000]}</pre>"
+
+    def _grid(self, maps: np.ndarray, k: int) -> bytes:
+        """The page of up to GRID_MAX maps holding channel k, one common colour scale, k outlined."""
+        start = (k // GRID_MAX) * GRID_MAX
+        page = maps[start:start + GRID_MAX]
+        side = 40
+        if max(page.shape[1:]) > side:       # large maps: sample them down to ~40 px for the grid
+            page = np.stack([render.resize_nearest(m, side, side) for m in page])
+        vmin, vmax = render.value_range(page)
+        tiles = render.colourise(page, render.SIGNED if vmin < 0 else render.MAPS, vmin, vmax)
+        factor = max(1, side // max(page.shape[1:]))
+        tiles = [render.upscale(t, factor) for t in tiles]
+        cols = int(np.ceil(np.sqrt(len(tiles))))
+        return render.png(render.tile(tiles, cols=cols, highlight=k - start))
+
+    def _enlarged(self, m: np.ndarray, label: str) -> bytes:
+        pic = render.colourise(m, render.SIGNED if m.min() < 0 < m.max() else render.MAPS)
+        return render.png(self._mark(render.fit(pic, self.size), m.shape))
+
+    def _mark(self, pic: np.ndarray, shape) -> np.ndarray:
+        if self.marker is None:
+            return pic
+        rows, cols = shape[-2:]
+        row, col = self.marker
+        if not (0 <= row < rows and 0 <= col < cols):
+            return pic
+        return render.mark_cell(pic, row, col, rows, cols)
+
+
+def _caption(term) -> str:
+    shape = getattr(term.value, "shape", None)
+    where = f"shape {tuple(shape)}" if shape is not None and len(shape) else type(term.value).__name__
+    return f"<div style='font-size:12px;color:#444'><code>{html.escape(term.symbol)}</code>: {where}</div>"
+
+
+def _stats(m: np.ndarray, name: str) -> str:
+    return render.table_html([[name, m.min(), m.mean(), m.max()]], header=["", "min", "mean", "max"])
+
+
+def _numbers(v) -> str:
+    a = render.to_numpy(v)
+    if a.ndim == 0:
+        return render.table_html([["value", a.item()]])
+    if a.ndim == 1:
+        return render.table_html([[f"b = {b}", x] for b, x in enumerate(a[:16])], header=["image", "value"])
+    rows = a.reshape(a.shape[0], -1)[:16]
+    return render.table_html([[i, *r[:8]] for i, r in enumerate(rows)])
