@@ -353,3 +353,18 @@ def test_scratch_methods_do_not_import_torch():
         imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         assert "torch" not in imported, module.__name__
+
+
+def test_class_model_continues_from_an_image():
+    """Two runs of 3 steps, the second starting where the first ended, equal one run of 6 (no jitter)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 2)).double().eval()
+    kw = dict(shape=(3, 8, 8), lr=0.1, l2=1e-2, init="random")
+    whole = xr.class_model(model, 1, steps=6, **kw)
+    first = xr.class_model(model, 1, steps=3, **kw)
+    second = xr.class_model(model, 1, steps=3, **{**kw, "init": first.image})
+    assert torch.allclose(second.image, whole.image, rtol=0, atol=1e-12)
+    net = xs.from_torch(model)
+    again = xs.class_model(net, 1, steps=3, **{**kw, "init": first.image.numpy()})
+    assert rel_error(again.image, second.image.numpy()) < 1e-10

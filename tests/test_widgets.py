@@ -286,8 +286,11 @@ def test_ascent_is_reproducible_and_matches_one_call(nin):
         assert e.done == 6 and e.controls["run"].value is False
         images.append(e.image.value)
     assert images[0] == images[1]
-    one = xr.class_model(nin, 2, steps=6, jitter=2, seed=3, init="random", snapshot_every=3)
-    assert torch.equal(e.trace.image, one.image)
+    assert e.trace.S.shape == (6, 1) and e.trace.meta["snapshot_steps"] == [3, 6]
+    e = AscentExplorer(nin, target=2, steps=6, chunk=3, seed=3, init="random")   # no jitter: chunks == one call
+    e.controls["run"].value = True
+    one = xr.class_model(nin, 2, steps=6, seed=3, init="random")
+    assert torch.allclose(e.trace.image, one.image, atol=1e-6) and torch.allclose(e.trace.S, one.S, atol=1e-5)
     e.controls["seed"].value = 4                              # a setting change starts over
     assert e.done == 0 and e.trace is None
 

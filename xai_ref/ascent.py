@@ -53,7 +53,7 @@ def _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pix
 
 def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
                 l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
-                init: str = "zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10,
+                init="zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10,
                 progress: bool = False) -> Trace:
     """Class model visualisation: ``I* = argmax_I S_c(I) - l2 ||I||^2`` by gradient ascent.
 
@@ -62,7 +62,8 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     ``I <- I + lr * dJ/dI / ||dJ/dI||`` (per image), clamp to ``pixel_range``, and every ``blur_every``
     steps blur with a Gaussian of std ``blur_sigma``. ``target``: an int, a sequence (one image per
     entry) or a `Neuron` (activation maximisation of a channel at any layer). ``init``: ``"zeros"`` (as
-    in the paper) or ``"random"`` (small noise from ``seed``). ``shape`` is one image's (C,H,W); choose
+    in the paper), ``"random"`` (small noise from ``seed``) or an image tensor (C,H,W) or (B,C,H,W) to
+    continue from (e.g. a previous run's ``image``, with another ``seed`` for the jitter). ``shape`` is one image's (C,H,W); choose
     ``pixel_range`` as the model's valid input range (for EfficientNet-Lite0 use
     ``xai_ref.data.photos.PIXEL_RANGE``).
 
@@ -75,12 +76,17 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     classes = None if isinstance(target, Neuron) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
     gen = torch.Generator().manual_seed(seed)
-    if init == "zeros":
+    if isinstance(init, torch.Tensor):
+        if tuple(init.shape) not in (tuple(shape), (1, *shape), (n, *shape)):
+            raise ValueError(f"an init image must have shape {tuple(shape)} or ({n}, {', '.join(map(str, shape))}), "
+                             f"got {tuple(init.shape)}")
+        I = init.detach().to(param.dtype).expand(n, *shape).clone()  # continue from a given image
+    elif init == "zeros":
         I = torch.zeros(n, *shape, dtype=param.dtype)
     elif init == "random":
         I = 0.01 * torch.randn(n, *shape, generator=gen, dtype=param.dtype)
     else:
-        raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
+        raise ValueError(f"init must be 'zeros', 'random' or an image tensor of shape {tuple(shape)}, got {init!r}")
     I = I.clamp(*pixel_range).to(param.device)
     t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
                                    "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})

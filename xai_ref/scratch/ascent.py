@@ -68,7 +68,7 @@ def _norm(g: np.ndarray) -> np.ndarray:
 
 def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
                 l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
-                init: str = "zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10) -> Trace:
+                init="zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10) -> Trace:
     """Class model visualisation by gradient ascent:
 
         I* = argmax_I  J(I) = S_c(I) - lambda ||I||_2^2
@@ -77,7 +77,8 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     Optionally: before each step roll the image by a random offset in ``[-jitter, jitter]`` (undone after
     the step; drawn from ``np.random.default_rng(seed)``), and every ``blur_every`` steps blur with a
     Gaussian of std ``blur_sigma``. ``target``: an int, a sequence (one image per entry) or a `Neuron`.
-    ``init``: "zeros" (as in the paper) or "random" (0.01 * standard normal from ``seed``). ``shape`` is one
+    ``init``: "zeros" (as in the paper), "random" (0.01 * standard normal from ``seed``) or an image
+    array (C,H,W) / (B,C,H,W) to continue from. ``shape`` is one
     image's (C,H,W).
 
     Terms: ``I0``, ``S``, ``R`` = lambda ||I||^2, ``J`` = S - R, ``grad_norm`` (steps,B),
@@ -89,12 +90,17 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     classes = None if is_neuron(target) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
     rng = np.random.default_rng(seed)
-    if init == "zeros":
+    if isinstance(init, np.ndarray):
+        if init.shape not in (tuple(shape), (1, *shape), (n, *shape)):
+            raise ValueError(f"an init image must have shape {tuple(shape)} or ({n}, {', '.join(map(str, shape))}), "
+                             f"got {init.shape}")
+        I = np.broadcast_to(init.astype(dtype), (n, *shape)).copy()  # continue from a given image
+    elif init == "zeros":
         I = np.zeros((n, *shape), dtype=dtype)
     elif init == "random":
         I = 0.01 * rng.standard_normal((n, *shape)).astype(dtype)
     else:
-        raise ValueError(f"init must be 'zeros' or 'random', got {init!r}")
+        raise ValueError(f"init must be 'zeros', 'random' or an image array of shape {tuple(shape)}, got {init!r}")
     I = np.clip(I, *pixel_range)
     t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
                                    "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
