@@ -166,7 +166,7 @@ CASES = [
     ("class-model-pixel-range", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), pixel_range=(1, 0)),
      ValueError, "low < high"),
     ("class-model-init", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), steps=1, init="ones"), ValueError,
-     "init must be 'zeros' or 'random'"),
+     "init must be 'zeros', 'random' or an image"),
     ("class-model-shape", gap_net, lambda m: xr.class_model(m, 0, shape=(8, 8)), ValueError,
      r"one image's \(C, H, W\)"),
     ("class-model-blur-sigma-zero", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), blur_every=1,

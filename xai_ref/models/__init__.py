@@ -17,9 +17,9 @@ from importlib import resources
 import torch
 from torch import nn
 
-from . import efficientnet, shapes_nets
+from . import at_nets, efficientnet, shapes_nets
 
-NAMES = (*shapes_nets.BUILDERS, "efficientnet_lite0")
+NAMES = (*shapes_nets.BUILDERS, *at_nets.BUILDERS, "efficientnet_lite0")
 
 
 def weights_path(name: str):
@@ -31,9 +31,9 @@ def load(name: str) -> nn.Module:
     """The named model with its trained weights, in eval mode."""
     if name == "efficientnet_lite0":
         return efficientnet.efficientnet_lite0()
-    if name not in shapes_nets.BUILDERS:
+    if name not in shapes_nets.BUILDERS and name not in at_nets.BUILDERS:
         raise ValueError(f"unknown model {name!r}; available: {NAMES}")
-    model = shapes_nets.BUILDERS[name]()
+    model = (shapes_nets.BUILDERS.get(name) or at_nets.BUILDERS[name])()  # at_*: attention transfer (at_nets)
     with resources.as_file(weights_path(name)) as path:
         model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"), strict=True)
     return model.eval()
