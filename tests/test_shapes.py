@@ -129,8 +129,8 @@ def test_the_classes_are_the_shapes_they_are_named_after():
 
 def test_biased_cue_agrees_with_the_label_in_train_and_is_random_in_test():
     n = 2000
-    train_split = shapes.generate(n, 1, biased=True, split="train")
-    test_split = shapes.generate(n, 1, biased=True, split="test")
+    train_split = shapes.generate(n, 1, biased=True, split="train", clutter=False)
+    test_split = shapes.generate(n, 1, biased=True, split="test", clutter=False)
     assert (train_split.cue_labels == train_split.label).mean() == 1.0
     agree = (test_split.cue_labels == test_split.label).mean()
     assert abs(agree - 1 / 6) < 0.03, agree  # chance level
@@ -241,20 +241,24 @@ def test_shipped_weights_load_strictly_and_score_at_least_95_percent_on_fresh_he
 def test_training_is_deterministic_and_restores_torch_settings(one_thread, tmp_path, capsys):
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     runs = [
-        train.train("vgg_shapes", epochs=1, seed=3, images_per_epoch=64, test_size=50, progress=False) for _ in range(2)
+        train.train("vgg_shapes", epochs=1, seed=3, images_per_epoch=48, test_size=20, progress=False) for _ in range(2)
     ]
     (m1, acc1), (m2, acc2) = runs
     assert not m1.training and 0.0 <= acc1 <= 1.0 and acc1 == acc2
     s1, s2 = m1.state_dict(), m2.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1), "same seed, same weights, bit for bit"
     assert all(v.is_contiguous() for v in s1.values())
-    other, _ = train.train("vgg_shapes", epochs=1, seed=4, images_per_epoch=64, test_size=50, progress=False)
+    other, _ = train.train("vgg_shapes", epochs=1, seed=4, images_per_epoch=16, test_size=4, progress=False)
     assert not torch.equal(other.state_dict()["fc2.weight"], s1["fc2.weight"])
     assert torch.get_num_threads() == threads and torch.are_deterministic_algorithms_enabled() == det
     # the command line writes a plain float32 state_dict that loads strictly
     out = tmp_path / "nin.pt"
-    train.main(["nin_shapes", "--epochs", "1", "--images-per-epoch", "32", "--test-size", "20", "--no-progress", "--out", str(out)])
+    train.main(["nin_shapes", "--epochs", "1", "--images-per-epoch", "16", "--test-size", "10", "--no-progress", "--out", str(out)])
     assert "held-out accuracy" in capsys.readouterr().out
     shapes_nets.nin_shapes().load_state_dict(torch.load(out, weights_only=True), strict=True)
     with pytest.raises(ValueError, match="unknown network 'resnet'; trainable: "):
         train.train("resnet")
+    with pytest.raises(ValueError, match=r"two_objects must be a fraction in \[0, 1\]"):
+        train.train("nin_shapes", two_objects=1.5)
+    with pytest.raises(ValueError, match="two objects per image"):
+        train.evaluate_pairs(m1, shapes.generate(3, 0))
