@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .gradients import Neuron, forward_backward
 from .inputs import check_batch
+from .scratch.ascent import check_ascent_args
 from .trace import Trace
 
 
@@ -30,25 +31,6 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     img = nn.functional.pad(img, (r, r, r, r), mode="reflect")
     img = nn.functional.conv2d(img, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
     return nn.functional.conv2d(img, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
-
-
-def _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
-    if not (isinstance(shape, (tuple, list, torch.Size)) and len(shape) == 3
-            and all(isinstance(s, int) and s > 0 for s in shape)):
-        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    for name, v in (("lr", lr), ("l2", l2), ("blur_sigma", blur_sigma)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    if not (isinstance(jitter, int) and jitter >= 0) or not (isinstance(blur_every, int) and blur_every >= 0):
-        raise ValueError(f"jitter and blur_every must be ints >= 0 (0 switches them off), got {jitter!r}, {blur_every!r}")
-    if blur_every and not blur_sigma > 0:
-        raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
-                         f"got {blur_sigma!r}")
-    lo, hi = pixel_range
-    if not lo < hi:
-        raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
 
 
 def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
@@ -71,7 +53,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     ``J`` = S - R, ``grad_norm`` (steps,B), ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps
     (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
     """
-    _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     param = next(model.parameters())
     classes = None if isinstance(target, Neuron) else _classes(target, 1)
     n = 1 if classes is None else len(classes)

@@ -32,7 +32,7 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=2) @ k   # along the height
 
 
-def _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
+def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
     if not (isinstance(shape, (tuple, list)) and len(shape) == 3
             and all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
         raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
@@ -85,7 +85,7 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps (listed in ``meta["snapshot_steps"]``), and
     ``image`` (B,C,H,W). With ``jitter=0`` this follows `xai_ref.class_model` step for step.
     """
-    _check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     dtype = next(l.W.dtype for l in net.layers if hasattr(l, "W"))
     classes = None if is_neuron(target) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
