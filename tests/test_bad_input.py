@@ -12,21 +12,10 @@ from torch import nn
 
 import xai_ref as xr
 from xai_ref import Neuron
+from conftest import hook_count
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One CPU thread: on these small tensors thread hand-offs cost more than they save (much more when the
-    machine is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gap_net() -> nn.Sequential:

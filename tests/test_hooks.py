@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xai_ref.hooks import Hooks, named_layer, relu_backward
+from conftest import hook_count
 
 
 def small_net(inplace=True):
@@ -29,11 +30,6 @@ class FunctionalReLUNet(nn.Module):
     def forward(self, x):
         x = F.relu(self.act(self.conv(x)))
         return self.fc(x.mean((2, 3)))
-
-
-def hook_count(model):
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
 
 
 def state(model):

@@ -23,16 +23,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import xai_ref as xr
+from conftest import hook_count
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One CPU thread: on these small tensors thread hand-offs cost more than they save (much more when the
-    machine is busy)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None,
@@ -131,11 +125,6 @@ def expected_shapes(method: str, e: Example) -> dict[str, tuple]:
 
 
 # --- model state ---------------------------------------------------------------------------------------
-
-
-def hook_count(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-               + len(m._backward_pre_hooks) for m in model.modules())
 
 
 def prepare(model: nn.Module, data) -> None:
