@@ -72,7 +72,7 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None) -> 
     """Class Activation Mapping (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
     For a network ending in GAP -> linear: ``f_k`` the last feature maps, ``w_k^c`` the linear weights of
-    class c, ``M_c(x,y) = sum_k w_k^c f_k(x,y)`` (their eq. 4); because GAP and the weighted sum commute,
+    class c, ``M_c(x,y) = sum_k w_k^c f_k(x,y)`` (their eq. 2); because GAP and the weighted sum commute,
     ``S_c = 1/Z sum_{x,y} M_c(x,y) + b_c`` (the term ``S``, equal to the model's score). ``map`` is M
     upsampled bilinearly to the input size, raw (not normalised, no ReLU, as in the paper).
     ``layer``: the layer before GAP (default: the last spatial layer); ``fc``: the linear layer (default:

@@ -73,7 +73,7 @@ def gap(net: Sequential, x: np.ndarray, layer=None, fc=None) -> Trace:
 def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Trace:
     """Class Activation Mapping (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
-        w^c_k = W_{c,k},      M_c(x,y) = sum_k w^c_k f_k(x,y)      (their eq. 4)
+        w^c_k = W_{c,k},      M_c(x,y) = sum_k w^c_k f_k(x,y)      (their eq. 2)
         S_c = 1/Z sum_{x,y} M_c(x,y) + b_c                          (GAP and the sum over k commute)
 
     ``f`` (B,K,h,w) the maps before GAP, ``w`` (B,K) the weights of each image's class, ``M`` (B,h,w),
