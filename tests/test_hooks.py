@@ -216,6 +216,27 @@ def test_guided_rule_differs_from_plain_gradient_on_a_real_net():
     assert not torch.allclose(grads["guided"], grads["deconvnet"])
 
 
+def test_rule_can_switch_between_backward_passes_of_one_forward_pass():
+    model, x = small_net(), torch.randn(2, 3, 8, 8)
+    separate = {}
+    for rule in ("backprop", "guided", "deconvnet"):
+        with Hooks(model, rule=rule) as h:
+            x_ = h.watch(x)
+            (separate[rule],) = torch.autograd.grad(model(x_)[:, 0].sum(), [x_])
+    with Hooks(model, rule="guided") as h:
+        x_ = h.watch(x)
+        y = model(x_)[:, 0].sum()
+        for rule in ("backprop", "deconvnet", "guided"):
+            h.rule = rule
+            (shared,) = torch.autograd.grad(y, [x_], retain_graph=True)
+            assert torch.equal(shared, separate[rule]), rule
+    with Hooks(model) as h, pytest.raises(ValueError, match="enter Hooks with rule='guided'"):
+        h.rule = "guided"                       # entered with plain gradients: the ReLUs are not hooked
+    with Hooks(model, rule="guided") as h, pytest.raises(ValueError, match="choose one of"):
+        h.rule = "zeiler"
+    assert hook_count(model) == 0
+
+
 # --- ReLUs no hook can reach ---------------------------------------------------------------------
 
 

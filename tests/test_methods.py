@@ -162,7 +162,11 @@ def test_counterfactual_is_grad_cam_with_negated_gradient():
 
 def test_guided_grad_cam_is_guided_backprop_times_upsampled_grad_cam():
     model, x = gap_net(), torch.randn(2, 3, 10, 10)
+    forwards = []
+    handle = model.register_forward_pre_hook(lambda module, args: forwards.append(1))
     t = xr.guided_grad_cam(model, x, target=[0, 1], layer="relu2")
+    handle.remove()
+    assert len(forwards) == 1                    # one forward pass serves both backward passes
     R = xr.guided_backprop(model, x, target=[0, 1]).grad
     L = xr.grad_cam(model, x, target=[0, 1], layer="relu2").L
     up = F.interpolate(L[:, None], size=(10, 10), mode="bilinear", align_corners=False)

@@ -18,7 +18,7 @@ from torch import nn
 from .gradients import forward_backward
 from .trace import Trace
 
-_RULE_TEXT = {
+RULE_TEXT = {
     "backprop": (r"\frac{\partial S_c}{\partial I}", "gradient of the target score at the input pixels"),
     "deconvnet": (r"R^{l} = \max(R^{l+1}, 0)\ \text{at every ReLU}",
                   "signal passed down by the deconvnet rule (ReLU on the top signal, pooling switches)"),
@@ -32,7 +32,7 @@ MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
 def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, target) -> Trace:
     p = forward_backward(model, x, target, rule=rule)
     t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
-    latex, text = _RULE_TEXT[rule]
+    latex, text = RULE_TEXT[rule]
     g = t.add("grad", latex, text, p.dY_dx)
     t.add("map", MAP_LATEX, "largest magnitude over the colour channels at each pixel", g.abs().amax(1))
     return t

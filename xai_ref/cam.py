@@ -11,10 +11,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .backprop import guided_backprop
+from .backprop import RULE_TEXT
 from .gradients import Pass, forward_backward
 from .hooks import Hooks, named_layer
-from .inputs import check_batch, resize, target_classes
+from .inputs import check_batch, fast_layout, resize, target_classes
 from .trace import Trace
 
 
@@ -34,7 +34,7 @@ def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc):
     if not isinstance(fc, nn.Linear):
         raise ValueError(f"fc must be the nn.Linear layer after GAP, got {fc_name!r} ({type(fc).__name__})")
     with torch.no_grad(), Hooks(model, layers=[layer, fc]) as h:
-        scores = model(x)
+        scores = model(fast_layout(x))
         f, name, fc_out = h.activation(0), h.layer_name(0), h.activation(1)
     if not isinstance(f, torch.Tensor) or f.dim() != 4:
         raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
@@ -47,7 +47,7 @@ def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc):
     if scores.shape != fc_out.shape or not _close(scores, fc_out):
         raise ValueError(f"CAM needs the model's output to be the class scores computed by {fc_name!r}, "
                          "but something comes after it; pass the final linear layer as fc")
-    return f, scores, W, b, name
+    return f.contiguous(), scores, W, b, name
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -95,6 +95,11 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None) -> 
 # --- the Grad-CAM family: the same pipeline, different alphas -------------------------------------
 
 
+def _signed(g: torch.Tensor, sign: float) -> torch.Tensor:
+    """The gradient, negated for a counterfactual map (no copy when it is not)."""
+    return g if sign > 0 else -g
+
+
 def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
     latex = r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j " + ("-" if sign < 0 else "") + r"\frac{\partial y^c}{\partial A^k_{ij}}"
     return t.add("alpha", latex, "importance of map k: its gradient averaged over positions"
@@ -102,7 +107,7 @@ def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
 
 
 def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> torch.Tensor:
-    g, A = sign * p.dY_dA, p.A
+    g, A = _signed(p.dY_dA, sign), p.A
     denominator = 2 * g**2 + g**3 * A.sum((2, 3), keepdim=True)  # sum_ab A_ab times the (i,j) gradient cubed
     a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
               r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
@@ -114,7 +119,7 @@ def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> torch.Tensor:
 
 
 def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
-    g, A = sign * p.dY_dA, p.A
+    g, A = _signed(p.dY_dA, sign), p.A
     total = A.sum((2, 3))
     return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\,"
                  r"\frac{\partial y^c}{\partial A^k_{ij}}", "importance of map k: gradient averaged with the "
@@ -124,6 +129,10 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
 
 def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual) -> Trace:
     p = forward_backward(model, x, target, layer=layer, wrt_input=False)
+    return _grad_cam_terms(method, alpha_fn, p, x, counterfactual)
+
+
+def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, counterfactual: bool) -> Trace:
     if p.A.dim() != 4:
         raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
                          f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one)")
@@ -174,14 +183,14 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None) 
     ``R`` (B,C,H,W) the guided-backprop gradient, ``guided = R * L_up`` (B,C,H,W), and
     ``map = max_ch |guided|`` (B,H,W).
     """
-    gc = grad_cam(model, x, target, layer)
-    classes = gc.meta["target"]
-    gb = guided_backprop(model, x, classes if classes is not None else target)
+    # one forward pass, two backward passes: the ordinary gradient at the layer, the guided signal at the input
+    p = forward_backward(model, x, target, layer=layer, rule="guided", layer_rule="backprop")
+    gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, p, x, counterfactual=False)
     t = Trace("guided_grad_cam", meta=dict(gc.meta))
     for term in gc.steps[:-1]:
         t.add(term.symbol, term.latex, term.description, term.value)
     L_up = t.add("L_up", r"\mathrm{up}(L^c)", "Grad-CAM upsampled bilinearly to the input size", gc.map[:, None])
-    R = t.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative", gb.grad)
+    R = t.add("R", RULE_TEXT["guided"][0], "guided backpropagation: fine detail, not class-discriminative", p.dY_dx)
     guided = t.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where Grad-CAM is high", R * L_up)
     t.add("map", r"M_{ij} = \max_{ch} |(R \odot \mathrm{up}(L^c))_{ch,ij}|", "largest magnitude over colour channels",
           guided.abs().amax(1))

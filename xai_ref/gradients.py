@@ -43,20 +43,23 @@ class Pass:
 
 
 def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none", rule: str = "backprop",
-                     wrt_input: bool = True) -> Pass:
+                     wrt_input: bool = True, layer_rule: str | None = None) -> Pass:
     """Forward ``x``, take each image's target score ``y^c``, and backpropagate it.
 
     ``target``: None / int / sequence / callable (see `xai_ref.inputs.target_scores`) or a `Neuron`.
     ``layer``: ``"none"`` for no layer, else a module, dotted name or None (the last spatial layer).
-    ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided). The batch is explained in
-    one pass: images do not interact in an eval-mode network, so the gradient of ``sum_b y_b`` with
-    respect to image b is the gradient of ``y_b``.
+    ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided). ``layer_rule``: the rule for
+    the signal at the layer, when it differs from the input's (Guided Grad-CAM: the ordinary gradient at
+    the layer, the guided signal at the input); the forward pass is then shared by two backward passes.
+    The batch is explained in one pass: images do not interact in an eval-mode network, so the gradient
+    of ``sum_b y_b`` with respect to image b is the gradient of ``y_b``.
     """
     check_batch(model, x)
+    layer_rule = rule if layer_rule is None else layer_rule
     layers = [] if layer == "none" else [layer]
     if isinstance(target, Neuron):
         layers.append(target.layer)
-    with Hooks(model, layers=layers, rule=rule) as h:
+    with Hooks(model, layers=layers, rule=rule if rule != "backprop" else layer_rule) as h:
         x_ = h.watch(x)
         output = model(x_)
         if isinstance(target, Neuron):
@@ -67,7 +70,14 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none
         wrt = ([x_] if wrt_input else []) + ([A] if A is not None else [])
         if not wrt:
             raise ValueError("nothing to differentiate: ask for the input gradient or a layer")
-        grads = list(torch.autograd.grad(y.sum(), wrt, allow_unused=True))
+        if len(wrt) == 2 and layer_rule != rule:
+            h.rule = layer_rule
+            (dA,) = torch.autograd.grad(y.sum(), [A], retain_graph=True, allow_unused=True)
+            h.rule = rule
+            grads = [*torch.autograd.grad(y.sum(), [x_], allow_unused=True), dA]
+        else:  # one backward pass: the input's rule, or the layer's when only the layer is asked for
+            h.rule = rule if wrt_input else layer_rule
+            grads = list(torch.autograd.grad(y.sum(), wrt, allow_unused=True))
         name = h.layer_name(0) if A is not None else None
     grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
     dY_dx = grads.pop(0) if wrt_input else None

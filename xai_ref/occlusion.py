@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .gradients import Neuron, neuron_scores
 from .hooks import Hooks
-from .inputs import check_batch, target_classes, target_scores
+from .inputs import check_batch, fast_layout, target_classes, target_scores, where_fast
 from .trace import Trace
 
 
@@ -28,7 +28,7 @@ def scores_no_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
     or a callable ``f(output) -> (N,)``."""
     layers = [target.layer] if isinstance(target, Neuron) else []
     with torch.no_grad(), Hooks(model, layers=layers) as h:
-        out = model(x)
+        out = model(fast_layout(x))
         if isinstance(target, Neuron):
             return neuron_scores(h.A, target)
         if callable(target):
@@ -60,12 +60,12 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
         raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
     if isinstance(target, Neuron) or callable(target):
         key = target
+        y = scores_no_grad(model, x, key)
     else:
         with torch.no_grad(), Hooks(model):
-            predicted = model(x).argmax(1)
-            n_classes = model(x[:1]).shape[1]
-        key = target_classes(target, B, n_classes, default=predicted)
-    y = scores_no_grad(model, x, key)
+            out = model(fast_layout(x))
+        key = target_classes(target, B, out.shape[1], default=out.argmax(1)).to(x.device)
+        y = out.gather(1, key[:, None])[:, 0]
 
     us, vs = torch.arange(0, H - h + 1, sh), torch.arange(0, W - w + 1, sw)
     corners = torch.cartesian_prod(us, vs)                                    # (P, 2)
@@ -79,7 +79,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
         for b in range(B):
             for start in range(0, len(corners), batch_size):
                 m = windows[start:start + batch_size, None]                    # (n,1,H,W)
-                occluded = torch.where(m, base, x[b])                          # (n,C,H,W)
+                occluded = where_fast(m, base, x[b])                           # (n,C,H,W)
                 key_b = key if isinstance(key, Neuron) or callable(key) else key[b].repeat(len(m))
                 drops[b, start:start + len(m)] = y[b] - scores_no_grad(model, occluded, key_b)
                 bar.update(len(m))

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..hooks import Hooks
-from ..inputs import check_batch, target_classes
+from ..inputs import check_batch, fast_layout, target_classes
 from ..trace import Trace
 
 OUTPUTS = ("softmax", "logit")
@@ -116,11 +116,9 @@ def check_output(output: str) -> str:
 
 
 def class_scores(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, output: str = "softmax") -> torch.Tensor:
-    """One forward pass, no gradients: the ``(N,)`` softmax probability (or logit) of ``classes`` (N,).
-
-    Images go in channels-last memory layout (the same values; convolutions on the CPU run faster)."""
+    """One forward pass, no gradients: the ``(N,)`` softmax probability (or logit) of ``classes`` (N,)."""
     with torch.no_grad(), Hooks(model):
-        out = model(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+        out = model(fast_layout(x))
     if out.dim() != 2:
         raise ValueError(f"the metrics need (B, classes) scores from the model, got output shape {tuple(out.shape)}")
     if output == "softmax":
@@ -148,10 +146,11 @@ def resolve_target(model: nn.Module, x: torch.Tensor, target, maps=None) -> torc
     if target is None and isinstance(maps, Trace) and isinstance(maps.meta.get("target"), torch.Tensor):
         target = maps.meta["target"]
     with torch.no_grad(), Hooks(model):
-        out = model(x)
+        out = model(x if target is None else x[:1])      # a given target needs only the number of classes
     if out.dim() != 2:
         raise ValueError(f"the metrics need (B, classes) scores from the model, got output shape {tuple(out.shape)}")
-    return target_classes(target, x.shape[0], out.shape[1], default=out.argmax(1)).to(x.device)
+    return target_classes(target, x.shape[0], out.shape[1],
+                          default=out.argmax(1) if target is None else None).to(x.device)
 
 
 def upsample_to(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..inputs import check_batch
+from ..inputs import check_batch, where_fast
 from ._common import (as_maps, batched_scores, check_output, check_positive_int, class_scores, minmax,
                       resolve_target, upsample_to)
 from .similarity import spearman
@@ -79,6 +79,20 @@ def _pixel_rank(maps: torch.Tensor) -> torch.Tensor:
     return rank
 
 
+def _mix(image_of_row: torch.Tensor, changed: torch.Tensor, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+    """Perturbed images: row r is ``old[b]`` with its ``changed[r]`` pixels taken from ``new[b]``, where
+    ``b = image_of_row[r]``. The rows of one image are consecutive; each run is written with one
+    `where_fast` into a channels-last batch (no gathered copies of the images)."""
+    out = torch.empty((len(image_of_row), *old.shape[1:]), dtype=old.dtype, device=old.device,
+                      memory_format=torch.channels_last)
+    images, runs = torch.unique_consecutive(image_of_row, return_counts=True)
+    r = 0
+    for b, n in zip(images.tolist(), runs.tolist()):
+        where_fast(changed[r:r + n], new[b], old[b], out=out[r:r + n])
+        r += n
+    return out
+
+
 @dataclass
 class Curves:
     """Deletion or insertion curves: ``fraction`` (S+1,) of pixels changed, ``scores`` (B,S+1) the class
@@ -110,8 +124,7 @@ def _pixel_curves(kind, model, x, maps, target, step, start, end, output, batch_
 
     def make(lo, hi):
         b, k = b_of[lo:hi], k_of[lo:hi]
-        changed = (rank[b] < counts[k][:, None]).view(-1, 1, H, W)
-        return torch.where(changed, end[b], start[b])
+        return _mix(b, (rank[b] < counts[k][:, None]).view(-1, 1, H, W), end, start)
 
     with tqdm(total=B * (S + 1), desc=kind, disable=not progress) as bar:
         scores = batched_scores(model, make, B * (S + 1), classes[b_of], output, batch_size, bar)
@@ -266,10 +279,9 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, re
     b_of = torch.arange(B, device=x.device).repeat_interleave(L + 1)
     k_of = torch.arange(L + 1, device=x.device).repeat(B)
 
-    def make(a, b_):
-        b, k = b_of[a:b_], k_of[a:b_]
-        changed = (pixel_rank[b] < k[:, None]).view(-1, 1, H, W)
-        return torch.where(changed, noise[b], x[b])
+    def make(lo, hi):
+        b, k = b_of[lo:hi], k_of[lo:hi]
+        return _mix(b, (pixel_rank[b] < k[:, None]).view(-1, 1, H, W), noise, x)
 
     with tqdm(total=B * (L + 1), desc="MoRF", disable=not progress) as bar:
         scores = batched_scores(model, make, B * (L + 1), classes[b_of], output, batch_size, bar)
