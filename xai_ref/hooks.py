@@ -59,22 +59,24 @@ def relu_backward(R: torch.Tensor, x: torch.Tensor, rule: str, upper: float | No
 
 
 class _RuleReLU(torch.autograd.Function):
-    """A ReLU (or ReLU6) output ``out`` given a new backward pass: `relu_backward` from its input ``x``,
+    """A ReLU (or ReLU6) output ``out`` given a new backward pass to its input ``x``: `relu_backward`
     with the rule that ``hooks.rule`` names when the backward pass runs (so one forward pass can serve
     backward passes under two rules). ``out`` is passed detached and returned as it is (marked as
-    changed in place, so that later in-place operations on it stay legal): nothing is computed twice."""
+    changed in place, so that later in-place operations on it stay legal): nothing is computed twice.
+    The gate is read from ``out`` (``0 < out < upper`` exactly where ``0 < x < upper``), so that, as for
+    torch's own ReLU, the input need not be kept for the backward pass."""
 
     @staticmethod
     def forward(ctx, x, out, upper, hooks):
-        ctx.save_for_backward(x)
         ctx.upper, ctx.hooks = upper, hooks
         ctx.mark_dirty(out)
+        ctx.save_for_backward(out)
         return out
 
     @staticmethod
     def backward(ctx, R):
-        (x,) = ctx.saved_tensors
-        return relu_backward(R, x, ctx.hooks.rule, ctx.upper), None, None, None
+        (out,) = ctx.saved_tensors
+        return relu_backward(R, out, ctx.hooks.rule, ctx.upper), None, None, None
 
 
 def _relu_upper(module: nn.Module) -> float | None:

@@ -58,26 +58,28 @@ def im2col(x, kernel, stride=1, padding=0):
     """
     kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
     xp = _pad(x, padding)
-    rows, cols = window_index(xp.shape[2], xp.shape[3], kernel, stride)
-    windows = xp[:, :, rows, cols]                           # (N, C, Ho, Wo, kh, kw)
+    # every kh x kw window as a view (no copy), every stride-th one kept: (N, C, Ho, Wo, kh, kw)
+    windows = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
     N, C, Ho, Wo, kh, kw = windows.shape
-    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, C * kh * kw)
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(N * Ho * Wo, C * kh * kw)     # the one copy
 
 
 def col2im(dcols, x_shape, kernel, stride=1, padding=0):
     """The transpose of im2col: add every row of dcols back onto the pixels its window came from.
 
     dcols: (N*Ho*Wo, C*kh*kw) -> dx: x_shape = (N, C, H, W). A pixel covered by several windows receives
-    the sum of their entries (np.add.at accumulates repeated indices; plain `+=` would not).
+    the sum of their entries: for each kernel offset (i, j), the entries of all windows land on the
+    pixels (sh*p + i, sw*q + j), a strided slice, and are added there.
     """
     kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
     N, C, H, W = x_shape
-    (ph, pw), (kh, kw) = padding, kernel
+    (ph, pw), (kh, kw), (sh, sw) = padding, kernel, stride
+    Ho, Wo = _output_size(H + 2 * ph, W + 2 * pw, kernel, stride)
     dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), dtype=dcols.dtype)
-    rows, cols = window_index(H + 2 * ph, W + 2 * pw, kernel, stride)
-    Ho, Wo = rows.shape[0], cols.shape[1]
     d = dcols.reshape(N, Ho, Wo, C, kh, kw).transpose(0, 3, 1, 2, 4, 5)   # (N, C, Ho, Wo, kh, kw)
-    np.add.at(dxp, (slice(None), slice(None), rows, cols), d)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[:, :, i:i + sh * Ho:sh, j:j + sw * Wo:sw] += d[..., i, j]
     return dxp[:, :, ph:ph + H, pw:pw + W]
 
 
@@ -91,6 +93,7 @@ class Conv2d:
 
     With X = im2col(x) (N*Ho*Wo, C*kh*kw) and Wm = W.reshape(F, -1), the layer is out = X Wm^T + b, so
         dW = dout^T X,   db = sum of dout over rows,   dX = dout Wm,   dx = col2im(dX).
+    backward returns dx; dW and db are computed when first read (an explanation needs only dx).
     """
 
     def __init__(self, W, b=None, stride=1, padding=0):
@@ -118,10 +121,18 @@ class Conv2d:
     def backward(self, dout):
         """dout: (N, F, Ho, Wo) -> dx: (N, C, H, W); stores dW (F, C, kh, kw) and db (F,) (or None)."""
         F = self.W.shape[0]
-        d = dout.transpose(0, 2, 3, 1).reshape(-1, F)                   # (N*Ho*Wo, F)
-        self.dW = (d.T @ self.cols).reshape(self.W.shape)
-        self.db = None if self.b is None else d.sum(axis=0)
-        return col2im(d @ self.W.reshape(F, -1), self.x_shape, self.kernel, self.stride, self.padding)
+        self.d = dout.transpose(0, 2, 3, 1).reshape(-1, F)              # (N*Ho*Wo, F)
+        return col2im(self.d @ self.W.reshape(F, -1), self.x_shape, self.kernel, self.stride, self.padding)
+
+    @property
+    def dW(self):
+        """dW = dout^T X, (F, C, kh, kw), for the last backward pass."""
+        return (self.d.T @ self.cols).reshape(self.W.shape)
+
+    @property
+    def db(self):
+        """db = sum of dout over rows, (F,) (None without a bias), for the last backward pass."""
+        return None if self.b is None else self.d.sum(axis=0)
 
     def __repr__(self):
         F, C = self.W.shape[:2]
@@ -198,10 +209,11 @@ class MaxPool2d:
     def backward(self, dout):
         """dout: (N, C, Ho, Wo) -> dx: (N, C, H, W), nonzero only at the switches."""
         N, C, H, W = self.x_shape
-        dx = np.zeros((N, C, H * W), dtype=dout.dtype)
+        # flat index of each switch in dx; np.bincount adds up the entries of windows that share one
         n, c = np.arange(N)[:, None, None, None], np.arange(C)[None, :, None, None]
-        np.add.at(dx, (n, c, self.switches), dout)
-        return dx.reshape(self.x_shape)
+        index = ((n * C + c) * (H * W) + self.switches).ravel()
+        dx = np.bincount(index, weights=dout.ravel(), minlength=N * C * H * W)
+        return dx.astype(dout.dtype, copy=False).reshape(self.x_shape)
 
     def __repr__(self):
         return f"MaxPool2d(kernel={self.kernel}, stride={self.stride}, padding={self.padding})"
