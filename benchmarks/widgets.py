@@ -131,8 +131,7 @@ def run(quick: bool) -> str:
              "|---|---|---|---:|---:|---:|---|\n" + "\n".join(rows))
     note = ("Latency from `control.value = v` to the explorer's pictures and text updated, each change to a "
             "value not visited before (first-visit cost; every picture redrawn). `channel` is timed on the "
-            "first term (feature maps). `run` on AscentExplorer is one run of 10 gradient steps. The shapes "
-            "nets are untrained until their weights ship (same cost).")
+            "first term (feature maps). `run` on AscentExplorer is one run of 10 gradient steps.")
     summary = "All goals met." if not failures else "Over the goal: " + "; ".join(failures)
     return f"{note}\n\n{table}\n\n{summary}\n"
 
