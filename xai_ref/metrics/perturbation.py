@@ -93,6 +93,24 @@ def _mix(image_of_row: torch.Tensor, changed: torch.Tensor, new: torch.Tensor, o
     return out
 
 
+def _stepwise_scores(model, classes, new, old, n_steps: int, changed, desc: str, output: str, batch_size: int,
+                     progress: bool) -> torch.Tensor:
+    """The class score of every image b after every step k = 0..n_steps-1, ``(B, n_steps)`` float64: the
+    image is ``old[b]`` with the pixels ``changed(b, k)`` (rows of image and step indices -> (n, H*W) bool)
+    taken from ``new[b]``, built and scored ``batch_size`` at a time."""
+    B, _, H, W = old.shape
+    b_of = torch.arange(B, device=old.device).repeat_interleave(n_steps)   # the image of each row
+    k_of = torch.arange(n_steps, device=old.device).repeat(B)              # the step of each row
+
+    def make(lo, hi):
+        b, k = b_of[lo:hi], k_of[lo:hi]
+        return _mix(b, changed(b, k).view(-1, 1, H, W), new, old)
+
+    with tqdm(total=B * n_steps, desc=desc, disable=not progress) as bar:
+        scores = batched_scores(model, make, B * n_steps, classes[b_of], output, batch_size, bar)
+    return scores.view(B, n_steps).cpu().double()
+
+
 @dataclass
 class Curves:
     """Deletion or insertion curves: ``fraction`` (S+1,) of pixels changed, ``scores`` (B,S+1) the class
@@ -119,16 +137,8 @@ def _pixel_curves(kind, model, x, maps, target, step, start, end, output, batch_
     rank = _pixel_rank(m)                                                    # (B,N)
     S = math.ceil(N / step)
     counts = (torch.arange(S + 1, device=x.device) * step).clamp(max=N)    # pixels changed after k steps
-    b_of = torch.arange(B, device=x.device).repeat_interleave(S + 1)       # (B*(S+1),) image of each row
-    k_of = torch.arange(S + 1, device=x.device).repeat(B)                  # step of each row
-
-    def make(lo, hi):
-        b, k = b_of[lo:hi], k_of[lo:hi]
-        return _mix(b, (rank[b] < counts[k][:, None]).view(-1, 1, H, W), end, start)
-
-    with tqdm(total=B * (S + 1), desc=kind, disable=not progress) as bar:
-        scores = batched_scores(model, make, B * (S + 1), classes[b_of], output, batch_size, bar)
-    scores = scores.view(B, S + 1).cpu().double()
+    scores = _stepwise_scores(model, classes, end, start, S + 1, lambda b, k: rank[b] < counts[k][:, None], kind,
+                              output, batch_size, progress)
     fraction = counts.cpu().double() / N
     return Curves(kind, fraction, scores, auc(scores, fraction), classes.cpu())
 
@@ -243,8 +253,9 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, re
                         output: str = "softmax", batch_size: int = 256, progress: bool = False) -> MoRF:
     """Region perturbation, most relevant first, and AOPC (Samek et al., IEEE TNNLS 2017, sec. III).
 
-    Tile the image into non-overlapping ``region`` x ``region`` squares (9x9 at 224 in the paper, 4x4 is
-    about the same share of a 64 px image; edge squares may be smaller) and give each the summed map
+    Tile the image into non-overlapping ``region`` x ``region`` squares (edge squares may be smaller; the
+    paper perturbs a 9x9 neighbourhood around each location in the order of the map's values, a fixed
+    grid is the usual simplification) and give each the summed map
     value inside it. ``x^(0) = x``; ``x^(k)`` is ``x^(k-1)`` with the k-th most relevant square replaced
     by uniform noise in ``value_range`` (seeded by ``seed``: the same noise for every method, so the
     comparison is fair). With ``f`` the class score (softmax or logit), ``L = steps`` (100 in the paper;
@@ -276,16 +287,8 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, re
     pixel_rank = region_rank[:, cell]                                       # (B,N)
     gen = torch.Generator().manual_seed(int(seed))
     noise = (lo + (hi - lo) * torch.rand(x.shape, generator=gen, dtype=x.dtype)).to(x.device)
-    b_of = torch.arange(B, device=x.device).repeat_interleave(L + 1)
-    k_of = torch.arange(L + 1, device=x.device).repeat(B)
-
-    def make(lo, hi):
-        b, k = b_of[lo:hi], k_of[lo:hi]
-        return _mix(b, (pixel_rank[b] < k[:, None]).view(-1, 1, H, W), noise, x)
-
-    with tqdm(total=B * (L + 1), desc="MoRF", disable=not progress) as bar:
-        scores = batched_scores(model, make, B * (L + 1), classes[b_of], output, batch_size, bar)
-    scores = scores.view(B, L + 1).cpu().double()
+    scores = _stepwise_scores(model, classes, noise, x, L + 1, lambda b, k: pixel_rank[b] < k[:, None], "MoRF",
+                              output, batch_size, progress)
     drop = scores[:, :1] - scores
     return MoRF(scores, drop, drop.mean(1), classes.cpu(), order.cpu())
 
