@@ -1,11 +1,13 @@
 """The hook manager: capture, ReLU rules, and the guarantee that the model is left as it was."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xai_ref.hooks import Hooks, named_layer, relu_backward
+from xai_ref.hooks import Hooks, LayerReuseWarning, ReLURuleWarning, named_layer, relu_backward
 from conftest import hook_count
 
 
@@ -163,7 +165,7 @@ def test_model_restored_after_exception(rule):
 def test_model_restored_when_forward_raises():
     model = prepared_model()
     before = state(model)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=r"first convolution the model runs \('0'\) expects 3 channels and receives 5"):
         with Hooks(model, layers=[None], rule="guided"):
             model(torch.randn(1, 5, 8, 8))  # wrong channel count: the first conv raises
     assert hook_count(model) == 0
@@ -240,23 +242,134 @@ def test_rule_can_switch_between_backward_passes_of_one_forward_pass():
 # --- ReLUs no hook can reach ---------------------------------------------------------------------
 
 
+#: Every way of writing a ReLU / ReLU6 as a function call, in and out of place.
+FUNCTIONAL = {
+    "F.relu": lambda h: F.relu(h), "F.relu inplace": lambda h: F.relu(h, inplace=True),
+    "F.relu positional inplace": lambda h: F.relu(h, True), "torch.relu": torch.relu, "torch.relu_": torch.relu_,
+    "Tensor.relu": lambda h: h.relu(), "Tensor.relu_": lambda h: h.relu_(), "F.relu_": F.relu_,
+    "F.relu6": F.relu6, "F.relu6 inplace": lambda h: F.relu6(h, inplace=True),
+    "F.hardtanh(0, 6)": lambda h: F.hardtanh(h, 0.0, 6.0), "F.hardtanh_(0, 6)": lambda h: F.hardtanh_(h, 0.0, 6.0),
+}
+
+
+class Twin(nn.Module):
+    """conv -> act -> pool -> conv -> act -> linear: the activations as nn modules or as function calls."""
+
+    def __init__(self, act=None, relu6=False):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 5, 3, padding=1)
+        self.act1, self.act2 = (nn.ReLU6() if relu6 else nn.ReLU()), (nn.ReLU6() if relu6 else nn.ReLU())
+        self.pool, self.fc, self.act = nn.MaxPool2d(2), nn.Linear(5 * 4 * 4, 3), act
+
+    def forward(self, x):
+        act1, act2 = (self.act, self.act) if self.act is not None else (self.act1, self.act2)
+        h = self.pool(act1(self.conv1(x) * 3))              # * 3: some inputs above 6, so ReLU6 caps matter
+        return self.fc(act2(self.conv2(h) * 3).flatten(1))
+
+
+def input_gradient(model, x, rule, target=1):
+    with Hooks(model, rule=rule) as h:
+        x_ = h.watch(x)
+        return torch.autograd.grad(model(x_)[:, target].sum(), [x_])[0]
+
+
+@pytest.mark.parametrize("rule", ["backprop", "deconvnet", "guided"])
+@pytest.mark.parametrize("call", list(FUNCTIONAL))
+def test_functional_relu_equals_module_twin(call, rule):
+    """A ReLU computed by any function gets the rule its nn.ReLU / nn.ReLU6 twin gets: the very same numbers."""
+    relu6 = "6" in call
+    twin, functional = Twin(relu6=relu6).double(), Twin(act=FUNCTIONAL[call], relu6=relu6).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    expected = input_gradient(twin, x, rule)
+    assert torch.equal(input_gradient(functional, x, rule), expected)
+    assert torch.equal(functional(x), twin(x))              # and the forward pass is untouched after the call
+    assert hook_count(functional) == 0
+
+
+def test_rule_differs_where_it_should_on_functional_relus():
+    model, x = Twin(act=F.relu).double(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    grads = {rule: input_gradient(model, x, rule) for rule in ("backprop", "deconvnet", "guided")}
+    assert not torch.equal(grads["backprop"], grads["guided"]) and not torch.equal(grads["guided"], grads["deconvnet"])
+
+
+@pytest.mark.parametrize("act, name", [(nn.GELU(), "gelu"), (nn.SiLU(), "silu"), (nn.Hardswish(), "hardswish"),
+                                       (nn.LeakyReLU(0.1), "leaky_relu"), (nn.ELU(), "elu"),
+                                       (lambda h: h.clamp(min=0), "clamp(min=0)"), (nn.Hardtanh(), "hardtanh")])
 @pytest.mark.parametrize("rule", ["guided", "deconvnet"])
-def test_functional_relu_model_raises(rule):
-    model = FunctionalReLUNet()
+def test_no_relu_at_all_is_refused(act, name, rule):
+    model = Twin(act=act)
     before = state(model)
-    with pytest.raises(ValueError, match="nn.ReLU"):
-        with Hooks(model, rule=rule) as h:
-            model(h.watch(torch.randn(1, 3, 5, 5)))
+    with pytest.raises(ValueError, match=rf"the {rule} rule is a rule for ReLUs.*\(activations seen: {re.escape(name)}\)"):
+        input_gradient(model, torch.randn(1, 3, 8, 8), rule)
     assert hook_count(model) == 0
     assert_same_state(before, state(model))
 
 
-def test_mixed_module_and_functional_relu_raises():
-    model = FunctionalReLUNet(with_module_relu=True)
-    with pytest.raises(ValueError, match="outside an nn.ReLU"):
-        with Hooks(model, rule="guided") as h:
-            model(h.watch(torch.randn(1, 3, 5, 5)))
-    assert hook_count(model) == 0
+class Mixed(Twin):
+    """ReLU then SiLU, then a sigmoid gate: the rule at the ReLU, the ordinary gradient elsewhere."""
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.conv1(x)))
+        h = F.silu(self.conv2(h))
+        return self.fc((h * torch.sigmoid(h.mean((2, 3), keepdim=True))).flatten(1))
+
+
+def test_mixed_activations_warn_and_rule_only_the_relus():
+    model, x = Mixed().double(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with pytest.warns(ReLURuleWarning, match=r"applied at the model's ReLUs \(1 calls\).*\(sigmoid, silu\)"):
+        guided = input_gradient(model, x, "guided")
+    # by hand: the same net with the ReLU's backward replaced by the guided rule and nothing else changed
+    x_ = x.clone().requires_grad_()
+    a = model.conv1(x_)
+
+    class Guided(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            ctx.save_for_backward(a)
+            return a.clamp(min=0)
+
+        @staticmethod
+        def backward(ctx, g):
+            (a,) = ctx.saved_tensors
+            return g.clamp(min=0) * (a > 0)
+    h = F.silu(model.conv2(model.pool(Guided.apply(a))))
+    y = model.fc((h * torch.sigmoid(h.mean((2, 3), keepdim=True))).flatten(1))[:, 1].sum()
+    (by_hand,) = torch.autograd.grad(y, [x_])
+    assert torch.allclose(guided, by_hand, rtol=1e-12, atol=1e-14)
+
+
+class Reused(nn.Module):
+    """One nn.ReLU(inplace=True) module used three times, as torchvision's ResNet BasicBlock does."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.relu, self.fc = nn.ReLU(inplace=True), nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.relu(self.conv1(x))
+        h = self.relu(self.conv2(h) + h)
+        return self.fc(self.relu(h).mean((2, 3)))
+
+
+def test_reused_module_is_captured_at_its_last_call_with_a_warning():
+    model, x = Reused(), torch.randn(2, 3, 8, 8)
+    with pytest.warns(LayerReuseWarning, match=r"layer 'relu' ran 3 times.*'relu#k'"):
+        with Hooks(model, layers=["relu"]) as h:
+            model(x)
+            last = h.A
+    with Hooks(model, layers=["relu#0", "relu#1", "relu#2"]) as h:
+        model(x)
+        first, second, third = h.activation(0), h.activation(1), h.activation(2)
+        inputs = [h.inputs[f"relu#{k}"] for k in range(3)]
+    assert torch.equal(first, F.relu(model.conv1(x))) and torch.equal(last, third)
+    assert torch.equal(second, F.relu(model.conv2(first) + first))
+    assert torch.equal(inputs[0], model.conv1(x)) and torch.equal(third, second)   # relu(relu(.)) = relu(.)
+    with Hooks(model, layers=["relu#3"]) as h, pytest.raises(ValueError, match=r"ran 3 times, so it has no call #3"):
+        model(x)
+        h.A
 
 
 def test_functional_relu_fine_for_plain_gradients():

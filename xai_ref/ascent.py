@@ -8,7 +8,6 @@ repeat forward -> backward -> small step up the gradient of the pre-softmax scor
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import numpy as np
@@ -16,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .checks import as_count, as_number, as_range, check_ascent_args, is_int
 from .gradients import Neuron, forward_backward
 from .inputs import check_batch
-from .scratch.ascent import check_ascent_args
 from .trace import Trace
 
 
@@ -36,7 +35,7 @@ def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
 def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
                 l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
                 init="zeros", seed: int = 0, pixel_range=(0.0, 1.0), snapshot_every: int = 10,
-                progress: bool = False) -> Trace:
+                progress: bool = False, logits=None) -> Trace:
     """Class model visualisation: ``I* = argmax_I S_c(I) - l2 ||I||^2`` by gradient ascent.
 
     Each step (CS231n's recipe): shift the image by a random offset in ``[-jitter, jitter]`` (rolled,
@@ -54,7 +53,12 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
     """
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
-    param = next(model.parameters())
+    seed, snapshot_every = as_count(seed, "seed", 0), as_count(snapshot_every, "snapshot_every")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    param = next(model.parameters(), None)
+    if param is None:
+        raise ValueError("class_model needs a model with parameters (their dtype and device set the image's)")
     classes = None if isinstance(target, Neuron) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
     gen = torch.Generator().manual_seed(seed)
@@ -78,7 +82,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     for step in tqdm(range(steps), desc="gradient ascent", disable=not progress):
         dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=gen).tolist() if jitter else (0, 0))
         shifted = torch.roll(I, (dy, dx), dims=(2, 3))
-        p = forward_backward(model, shifted, target if classes is None else classes)
+        p = forward_backward(model, shifted, target if classes is None else classes, logits=logits)
         grad = torch.roll(p.dY_dx, (-dy, -dx), dims=(2, 3)) - 2 * l2 * I
         norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)
         curves["S"].append(p.y)
@@ -100,19 +104,23 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
 
 
 def _classes(target, n: int) -> list[int]:
-    """``target`` as a list of classes: an int repeated n times, or a sequence as it is."""
+    """``target`` as a list of classes: an int repeated n times, or a sequence of ints as it is."""
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
         target = target.item()
-    if isinstance(target, numbers.Integral):
-        return [target] * n
+    if is_int(target):
+        return [int(target)] * n
     if isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
-        return list(target)
+        classes = target.tolist() if isinstance(target, (torch.Tensor, np.ndarray)) else list(target)
+        if not classes or not all(is_int(c) for c in classes):
+            raise TypeError(f"target must be a class index (int) or a non-empty sequence of class indices, "
+                            f"got {target!r}")
+        return [int(c) for c in classes]
     raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
                     f"got {target!r}")
 
 
 def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, max_steps: int = 100,
-                  pixel_range=None, progress: bool = False) -> Trace:
+                  pixel_range=None, progress: bool = False, logits=None) -> Trace:
     """Fooling images (Szegedy et al. 2014, as in CS231n): nudge x until the model predicts ``target``.
 
     Each step: ``x <- x + lr * dS_t/dx / ||dS_t/dx||`` for the images not yet fooled, until each is
@@ -121,17 +129,18 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     result, ``delta`` = image - x (usually invisible to a human), and ``fooled`` (B,) bool.
     """
     check_batch(model, x)
-    if not (isinstance(max_steps, int) and max_steps >= 1):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)
+    if pixel_range is not None:
+        pixel_range = as_range(pixel_range, "pixel_range")
     I = x.detach().clone()
     classes = _classes(target, x.shape[0])
     t = Trace("fooling_image", meta={"target": classes, "lr": lr})
     c = torch.as_tensor(classes, device=x.device)
     S, pred = [], []
     for k in tqdm(range(max_steps + 1), desc="fooling", disable=not progress):
-        p = forward_backward(model, I, classes)
+        p = forward_backward(model, I, classes, logits=logits)
         S.append(p.y)
-        pred.append(p.output.argmax(1))
+        pred.append(p.scores.argmax(1))
         active = pred[-1] != c
         if not active.any() or k == max_steps:
             break

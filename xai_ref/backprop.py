@@ -29,8 +29,8 @@ RULE_TEXT = {
 MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
 
 
-def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, target) -> Trace:
-    p = forward_backward(model, x, target, rule=rule)
+def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, target, logits) -> Trace:
+    p = forward_backward(model, x, target, rule=rule, logits=logits)
     t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
     latex, text = RULE_TEXT[rule]
     g = t.add("grad", latex, text, p.dY_dx)
@@ -38,30 +38,30 @@ def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, tar
     return t
 
 
-def saliency(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+def saliency(model: nn.Module, x: torch.Tensor, target=None, logits=None) -> Trace:
     """Image-specific class saliency (Simonyan, Vedaldi & Zisserman, ICLR 2014 workshop).
 
     ``grad = dS_c/dI`` (B,C,H,W), the gradient of the pre-softmax score; ``map = max_ch |grad|`` (B,H,W).
     ``target``: None (predicted class), int, sequence of B ints, a callable ``f(output) -> (B,)``, or a
     `Neuron`.
     """
-    return _input_signal("saliency", "backprop", model, x, target)
+    return _input_signal("saliency", "backprop", model, x, target, logits)
 
 
-def deconvnet(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+def deconvnet(model: nn.Module, x: torch.Tensor, target=None, logits=None) -> Trace:
     """Deconvnet visualisation (Zeiler & Fergus, ECCV 2014) as a backward pass.
 
     The top signal (one-hot class score, or a single `Neuron`) goes down with transposed convolutions,
     max-pool switches, and at each ReLU ``R^l = max(R^{l+1}, 0)``. ``grad`` (B,C,H,W), ``map`` =
     ``max_ch |grad|``.
     """
-    return _input_signal("deconvnet", "deconvnet", model, x, target)
+    return _input_signal("deconvnet", "deconvnet", model, x, target, logits)
 
 
-def guided_backprop(model: nn.Module, x: torch.Tensor, target=None) -> Trace:
+def guided_backprop(model: nn.Module, x: torch.Tensor, target=None, logits=None) -> Trace:
     """Guided backpropagation (Springenberg et al., ICLR 2015 workshop).
 
     At each ReLU ``R^l = [f^l > 0] * max(R^{l+1}, 0)``: only positive signal, only where the forward
     pass was active. ``grad`` (B,C,H,W), ``map`` = ``max_ch |grad|``.
     """
-    return _input_signal("guided_backprop", "guided", model, x, target)
+    return _input_signal("guided_backprop", "guided", model, x, target, logits)

@@ -14,14 +14,14 @@ from torch import nn
 from .backprop import RULE_TEXT
 from .gradients import Pass, forward_backward
 from .hooks import Hooks, named_layer
-from .inputs import check_batch, fast_layout, resize, target_classes
+from .inputs import check_batch, class_logits, fast_layout, resize, target_classes
 from .trace import Trace
 
 
 # --- GAP and CAM: read the weights of a GAP -> linear head ----------------------------------------
 
 
-def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc):
+def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc, logits):
     """Forward once; return (f, scores, W, b, layer name) after checking scores = W GAP(f) + b."""
     check_batch(model, x)
     if fc is None:
@@ -34,7 +34,7 @@ def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc):
     if not isinstance(fc, nn.Linear):
         raise ValueError(f"fc must be the nn.Linear layer after GAP, got {fc_name!r} ({type(fc).__name__})")
     with torch.no_grad(), Hooks(model, layers=[layer, fc]) as h:
-        scores = model(fast_layout(x))
+        scores = class_logits(model(fast_layout(x)), logits)
         f, name, fc_out = h.activation(0), h.layer_name(0), h.activation(1)
     if not isinstance(f, torch.Tensor) or f.dim() != 4:
         raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
@@ -55,12 +55,12 @@ def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return a.shape == b.shape and torch.allclose(a, b, rtol=tol, atol=tol * float(b.abs().max().clamp(min=1)))
 
 
-def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None) -> Trace:
+def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None, logits=None) -> Trace:
     """Global average pooling into linear class scores (Lin, Chen & Yan, "Network in Network", ICLR 2014).
 
     ``A`` (B,K,h,w) -> ``F^k = 1/Z sum_ij A^k_ij`` (B,K) -> ``S = W F + b`` (B,classes).
     """
-    A, _, W, b, name = _gap_head(model, x, layer, fc)
+    A, _, W, b, name = _gap_head(model, x, layer, fc, logits)
     t = Trace("gap", meta={"layer": name})
     t.add("A", r"A^k \in \mathbb{R}^{h \times w},\ k = 1..K", "the last feature maps", A)
     F = t.add("F", r"F^k = \frac{1}{Z}\sum_{i}\sum_{j} A^k_{ij}", "global average of each feature map", A.mean((2, 3)))
@@ -68,7 +68,7 @@ def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None) -> Trace:
     return t
 
 
-def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None) -> Trace:
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None, logits=None) -> Trace:
     """Class Activation Mapping (Zhou et al., "Learning Deep Features for Discriminative Localization", CVPR 2016).
 
     For a network ending in GAP -> linear: ``f_k`` the last feature maps, ``w_k^c`` the linear weights of
@@ -76,9 +76,10 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None) -> 
     ``S_c = 1/Z sum_{x,y} M_c(x,y) + b_c`` (the term ``S``, equal to the model's score). ``map`` is M
     upsampled bilinearly to the input size, raw (not normalised, no ReLU, as in the paper).
     ``layer``: the layer before GAP (default: the last spatial layer); ``fc``: the linear layer (default:
-    the last ``nn.Linear``). Raises ValueError when the head is not GAP followed by linear class scores.
+    the last ``nn.Linear``); ``logits``: where the class scores are in a structured output
+    (`xai_ref.inputs.class_logits`). Raises ValueError when the head is not GAP followed by linear class scores.
     """
-    f, scores, W, b, name = _gap_head(model, x, layer, fc)
+    f, scores, W, b, name = _gap_head(model, x, layer, fc, logits)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1)).to(x.device)
     t = Trace("cam", meta={"target": c.cpu(), "layer": name, "y": scores.gather(1, c[:, None])[:, 0]})
     t.add("f", r"f_k(x,y),\ k = 1..K", "the last convolutional feature maps", f)
@@ -127,8 +128,8 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
                  torch.where(total != 0, (A * g).sum((2, 3)) / torch.where(total != 0, total, 1), 0))
 
 
-def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual) -> Trace:
-    p = forward_backward(model, x, target, layer=layer, wrt_input=False)
+def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual, logits) -> Trace:
+    p = forward_backward(model, x, target, layer=layer, wrt_input=False, logits=logits)
     return _grad_cam_terms(method, alpha_fn, p, x, counterfactual)
 
 
@@ -149,7 +150,8 @@ def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, c
     return t
 
 
-def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
+             logits=None) -> Trace:
     """Grad-CAM (Selvaraju et al., ICCV 2017).
 
     ``alpha^c_k = 1/Z sum_ij dy^c/dA^k_ij`` (B,K); ``weighted = sum_k alpha^c_k A^k``;
@@ -157,10 +159,11 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counter
     ``counterfactual=True`` negates the gradient (their section on counterfactual explanations): the map
     then shows regions whose removal would raise the score.
     """
-    return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual)
+    return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual, logits)
 
 
-def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
+                logits=None) -> Trace:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018): the Grad-CAM pipeline with other channel weights.
 
     With ``g = dy^c/dA``: ``a_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3)`` (0 where the denominator is
@@ -168,15 +171,16 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, coun
     carry an extra factor ``exp(S^c)``, one positive number per image that only rescales the map (and
     overflows for large scores); like torch-cam and pytorch-grad-cam we leave it out.
     """
-    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual)
+    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual, logits)
 
 
-def xgrad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False) -> Trace:
+def xgrad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
+              logits=None) -> Trace:
     """XGrad-CAM (Fu et al., BMVC 2020): ``alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij``."""
-    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual)
+    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual, logits)
 
 
-def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None) -> Trace:
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, logits=None) -> Trace:
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backpropagation times the upsampled Grad-CAM.
 
     The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W) the bilinearly upsampled L,
@@ -184,7 +188,7 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None) 
     ``map = max_ch |guided|`` (B,H,W).
     """
     # one forward pass, two backward passes: the ordinary gradient at the layer, the guided signal at the input
-    p = forward_backward(model, x, target, layer=layer, rule="guided", layer_rule="backprop")
+    p = forward_backward(model, x, target, layer=layer, rule="guided", layer_rule="backprop", logits=logits)
     gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, p, x, counterfactual=False)
     t = Trace("guided_grad_cam", meta=dict(gc.meta))
     for term in gc.steps[:-1]:

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from .hooks import Hooks
-from .inputs import check_batch, target_scores
+from .checks import as_index
+from .inputs import check_batch, class_logits, target_scores
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,25 @@ class Neuron:
     channel: int
     position: tuple[int, int] | str = "max"
 
+    def __post_init__(self):
+        if not isinstance(self.layer, (nn.Module, str)):
+            raise TypeError(f"Neuron layer must be an nn.Module or a dotted name (str), got {type(self.layer).__name__}")
+        object.__setattr__(self, "channel", as_index(self.channel, "Neuron channel"))
+        if isinstance(self.position, str):
+            if self.position not in ("max", "sum"):
+                raise ValueError(f"Neuron position must be (i, j), 'max' or 'sum', got {self.position!r}")
+        elif isinstance(self.position, (tuple, list)) and len(self.position) == 2:
+            object.__setattr__(self, "position", tuple(as_index(p, "Neuron position") for p in self.position))
+        else:
+            raise ValueError(f"Neuron position must be (i, j), 'max' or 'sum', got {self.position!r}")
+
 
 @dataclass
 class Pass:
     """What one forward + backward pass produced (all detached)."""
 
-    output: torch.Tensor          # the model's output
+    scores: torch.Tensor | None   # (B, classes) the model's class scores (None: a callable target on an output
+                                  #   whose class scores were not named with ``logits``)
     y: torch.Tensor               # (B,) the target scores y^c
     classes: torch.Tensor | None  # (B,) the target classes c (None for a callable or neuron target)
     dY_dx: torch.Tensor | None    # (B,C,H,W) gradient at the input
@@ -43,29 +57,34 @@ class Pass:
 
 
 def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none", rule: str = "backprop",
-                     wrt_input: bool = True, layer_rule: str | None = None) -> Pass:
+                     wrt_input: bool = True, layer_rule: str | None = None, logits=None) -> Pass:
     """Forward ``x``, take each image's target score ``y^c``, and backpropagate it.
 
-    ``target``: None / int / sequence / callable (see `xai_ref.inputs.target_scores`) or a `Neuron`.
+    ``target``: None / int / sequence / callable (see `xai_ref.inputs.target_scores`) or a `Neuron`;
+    ``logits``: which part of a structured output holds the class scores (`xai_ref.inputs.class_logits`).
     ``layer``: ``"none"`` for no layer, else a module, dotted name or None (the last spatial layer).
     ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided). ``layer_rule``: the rule for
     the signal at the layer, when it differs from the input's (Guided Grad-CAM: the ordinary gradient at
     the layer, the guided signal at the input); the forward pass is then shared by two backward passes.
     The batch is explained in one pass: images do not interact in an eval-mode network, so the gradient
-    of ``sum_b y_b`` with respect to image b is the gradient of ``y_b``.
+    of ``sum_b y_b`` with respect to image b is the gradient of ``y_b``. Gradients are computed also when
+    called inside ``torch.no_grad()`` or ``torch.inference_mode()``.
     """
     check_batch(model, x)
     layer_rule = rule if layer_rule is None else layer_rule
     layers = [] if layer == "none" else [layer]
     if isinstance(target, Neuron):
         layers.append(target.layer)
-    with Hooks(model, layers=layers, rule=rule if rule != "backprop" else layer_rule) as h:
+    with torch.inference_mode(False), torch.enable_grad(), \
+            Hooks(model, layers=layers, rule=rule if rule != "backprop" else layer_rule) as h:
         x_ = h.watch(x)
         output = model(x_)
+        scores = class_logits(output, logits, required=not (callable(target) or isinstance(target, Neuron)))
         if isinstance(target, Neuron):
             y, classes = neuron_scores(h.activation(len(layers) - 1), target), None
         else:
-            y, classes = target_scores(output, target)
+            y, classes = target_scores(output, target, logits)
+        check_differentiable(y, target)
         A = h.A if layer != "none" else None
         wrt = ([x_] if wrt_input else []) + ([A] if A is not None else [])
         if not wrt:
@@ -81,8 +100,17 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none
         name = h.layer_name(0) if A is not None else None
     grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
     dY_dx = grads.pop(0) if wrt_input else None
-    return Pass(output.detach(), y.detach(), classes, dY_dx,
+    return Pass(None if scores is None else scores.detach(), y.detach(), classes, dY_dx,
                 None if A is None else A.detach(), grads[0] if A is not None else None, name)
+
+
+def check_differentiable(y: torch.Tensor, target) -> None:
+    """The target scores must depend on the model through autograd (a callable may have detached them)."""
+    if not y.requires_grad:
+        what = "the callable target returned scores" if callable(target) else "the target scores are"
+        raise ValueError(f"{what} not connected to the model by autograd (detached, e.g. by .detach(), .item(), "
+                         ".numpy() or torch.tensor(...)); compute them from the output with torch operations, "
+                         "e.g. lambda out: out[:, 3]")
 
 
 def neuron_scores(A: torch.Tensor, neuron: Neuron) -> torch.Tensor:
@@ -92,18 +120,16 @@ def neuron_scores(A: torch.Tensor, neuron: Neuron) -> torch.Tensor:
                          f"gives {tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
     K, h, w = A.shape[1:]
     k = neuron.channel
-    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k < K:
-        raise ValueError(f"neuron channel must be an int in 0..{K - 1} (the layer has {K} feature maps), got {k!r}")
+    if not k < K:
+        raise ValueError(f"Neuron channel must be in 0..{K - 1} (the layer has {K} feature maps), got {k}")
     fmap = A[:, k].flatten(1)
     if neuron.position == "sum":
         return fmap.sum(1)
     if neuron.position == "max":
         idx = fmap.argmax(1)
-    elif isinstance(neuron.position, str):
-        raise ValueError(f"neuron position must be (i, j), 'max' or 'sum', got {neuron.position!r}")
     else:
         i, j = neuron.position
-        if not (0 <= i < h and 0 <= j < w):
-            raise ValueError(f"neuron position {(i, j)} is outside the {h}x{w} feature map")
+        if not (i < h and j < w):
+            raise ValueError(f"Neuron position {(i, j)} is outside the {h}x{w} feature map")
         idx = torch.full((A.shape[0],), i * w + j, device=A.device)
     return fmap.gather(1, idx[:, None])[:, 0]

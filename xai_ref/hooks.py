@@ -13,11 +13,23 @@ Inside the context:
 * the model is in eval mode, its parameters do not require grad (so a backward pass computes only
   what an explanation needs and never writes ``.grad``), and every ``nn.ReLU``/``nn.ReLU6`` runs out of
   place (so a captured activation is never overwritten by an in-place ReLU after it);
-* the output of each requested layer is captured (``h.activations[name]``, ``h.A`` for the first);
-  a layer is an ``nn.Module``, a dotted name from ``model.named_modules()``, or ``None``: the last
-  module, in execution order, whose output is a spatial map ``(B,K,h,w)`` with ``h*w > 1``;
-* with ``rule="deconvnet"`` or ``rule="guided"``, every ReLU passes signals down by that rule instead
-  of the ordinary gradient (see `relu_backward`).
+* the model gets a copy of its input tensors, so a model that edits its input in place
+  (``x.sub_(mean)``) never changes the caller's tensor;
+* the output of each requested layer is captured (``h.activations[name]``, ``h.A`` for the first, and its
+  input in ``h.inputs[name]``); a layer is an ``nn.Module``, a dotted name from ``model.named_modules()``,
+  or ``None``: the last module, in execution order, whose output is a spatial map ``(B,K,h,w)`` with
+  ``h*w > 1``. A module that runs several times in one forward pass (one ``nn.ReLU`` reused by a whole
+  ResNet block) is captured at its **last** call, with a `LayerReuseWarning`; name one call with
+  ``"name#k"`` (``k = 0`` the first call) to capture that call instead, without a warning;
+* the first convolution that runs checks that it receives as many channels as it expects (a clear
+  ValueError instead of torch's);
+* with ``rule="deconvnet"`` or ``rule="guided"``, every ReLU passes signals down by that rule instead of
+  the ordinary gradient (see `relu_backward`): ``nn.ReLU`` / ``nn.ReLU6`` modules through their hooks,
+  and ReLUs computed by functions (``F.relu``, ``torch.relu``, ``x.relu_()``, ``F.relu6``,
+  ``F.hardtanh(x, 0, 6)``) where the call is made, so the result equals the same model written with
+  modules. Other activations (GELU, SiLU, Hardswish, LeakyReLU, ELU, sigmoid, ``clamp(min=0)`` ...) have
+  no such rule: a model that computes no ReLU at all is refused (ValueError), a model that mixes them
+  gets the rule at its ReLUs and the ordinary gradient elsewhere, with a `ReLURuleWarning` naming them.
 
 On exit, also when the body raises: no hook is left on any module, and each module's ``training`` and
 ReLU ``inplace`` flag, each parameter's ``requires_grad`` and ``.grad`` are as they were before.
@@ -26,12 +38,21 @@ ReLU ``inplace`` flag, each parameter's ``requires_grad`` and ``.grad`` are as t
 from __future__ import annotations
 
 import difflib
-import threading
+import warnings
 from typing import Sequence
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
+
+
+class ReLURuleWarning(UserWarning):
+    """A deconvnet / guided pass went through activations that have no ReLU rule (ordinary gradient there)."""
+
+
+class LayerReuseWarning(UserWarning):
+    """A requested layer ran more than once in one forward pass; its last call was captured."""
+
 
 RULES = ("backprop", "deconvnet", "guided")
 
@@ -87,35 +108,90 @@ def _is_relu(module: nn.Module) -> bool:
     return isinstance(module, (nn.ReLU, nn.ReLU6))
 
 
-# --- detecting ReLUs that no hook can see ------------------------------------------------------
+# --- ReLUs computed by functions: the same rule, applied where the call is made ----------------
 
-_FUNCTIONAL_RELUS = {
-    torch.relu, torch.relu_, torch.nn.functional.relu, torch.nn.functional.relu_,
-    torch.nn.functional.relu6, torch.nn.functional.hardtanh, torch.nn.functional.hardtanh_,
-    torch.Tensor.relu, torch.Tensor.relu_,
+F = nn.functional
+
+#: ReLU functions -> (the names of their arguments after the input, in order; is the call in place?)
+_RELU_FUNCTIONS = {
+    torch.relu: ((), False), torch.Tensor.relu: ((), False), F.relu: (("inplace",), False),
+    torch.relu_: ((), True), torch.Tensor.relu_: ((), True),
+    F.relu6: (("inplace",), False),
+    F.hardtanh: (("min_val", "max_val", "inplace"), False), F.hardtanh_: (("min_val", "max_val"), True),
 }
 
+#: Activations with no ReLU rule: a backward pass goes through them as the ordinary gradient.
+_OTHER_ACTIVATIONS = {
+    F.gelu: "gelu", F.silu: "silu", F.hardswish: "hardswish", F.mish: "mish", F.elu: "elu", F.elu_: "elu",
+    F.selu: "selu", F.celu: "celu", F.leaky_relu: "leaky_relu", F.leaky_relu_: "leaky_relu", F.prelu: "prelu",
+    F.rrelu: "rrelu", F.softplus: "softplus", F.hardsigmoid: "hardsigmoid", torch.sigmoid: "sigmoid",
+    torch.Tensor.sigmoid: "sigmoid", torch.tanh: "tanh", torch.Tensor.tanh: "tanh", F.logsigmoid: "logsigmoid",
+}
+_CLAMPS = {torch.clamp, torch.Tensor.clamp, torch.clamp_, torch.Tensor.clamp_, torch.clamp_min,
+           torch.Tensor.clamp_min, torch.Tensor.clamp_min_}
 
-class _FunctionalReLUDetector(TorchFunctionMode):
-    """Raises on a relu computed outside an ``nn.ReLU``/``nn.ReLU6`` module during a forward pass."""
 
-    def __init__(self, inside_relu_module: threading.local, rule: str):
+def relu_call(func, args: tuple, kwargs: dict) -> tuple[torch.Tensor, float | None, bool] | None:
+    """``(x, upper, inplace)`` when ``func(*args, **kwargs)`` computes a ReLU of ``x`` (``upper`` None) or a
+    ReLU capped at ``upper`` (``F.relu6``, ``F.hardtanh(x, 0, upper)``); None for any other call."""
+    if func not in _RELU_FUNCTIONS:
+        return None
+    names, inplace = _RELU_FUNCTIONS[func]
+    given = dict(zip(names, args[1:]), **kwargs)
+    upper = 6.0 if func is F.relu6 else None
+    if func in (F.hardtanh, F.hardtanh_):
+        low, upper = float(given.get("min_val", -1.0)), float(given.get("max_val", 1.0))
+        if low != 0 or upper <= 0:
+            return None                                # hardtanh(-1, 1) and the like: not a ReLU
+    return args[0], upper, inplace or bool(given.get("inplace", False))
+
+
+def other_activation(func, args: tuple, kwargs: dict) -> str | None:
+    """The name of a non-ReLU activation computed by this call (``"gelu"``, ``"clamp(min=0)"`` ...), else None.
+    ``hardtanh`` with bounds other than (0, upper) and ``clamp(min=0)`` count as such activations."""
+    if func in _OTHER_ACTIVATIONS:
+        return _OTHER_ACTIVATIONS[func]
+    if func in (F.hardtanh, F.hardtanh_) and relu_call(func, args, kwargs) is None:
+        return "hardtanh"
+    if func in _CLAMPS:
+        low = kwargs.get("min", args[1] if len(args) > 1 else None)
+        if isinstance(low, (int, float)) and low == 0:
+            return "clamp(min=0)"
+    return None
+
+
+class _ReLUCalls(TorchFunctionMode):
+    """While the model's forward pass runs: gives ReLUs computed by functions the rule that `Hooks` gives
+    ``nn.ReLU`` modules, and notes the other activations it sees. Calls inside a ReLU module (the module's
+    hook handles those) and calls outside the forward pass go through untouched."""
+
+    def __init__(self, hooks: "Hooks"):
         super().__init__()
-        self.inside, self.rule = inside_relu_module, rule
+        self.hooks = hooks
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
-        if func in _FUNCTIONAL_RELUS and not getattr(self.inside, "depth", 0):
-            raise ValueError(f"the model computes a ReLU with {getattr(func, '__name__', func)} outside an "
-                             f"nn.ReLU / nn.ReLU6 module; no hook can reach it, so the {self.rule} rule would "
-                             "silently give the plain gradient there. Use one nn.ReLU module per activation")
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        h = self.hooks
+        if not h.in_forward or h.relu_depth:
+            return func(*args, **kwargs)
+        call = relu_call(func, args, kwargs)
+        if call is None:
+            name = other_activation(func, args, kwargs)
+            if name is not None:
+                h.other_activations.add(name)
+            return func(*args, **kwargs)
+        x, upper, inplace = call
+        with torch.no_grad():
+            out = func(*args, **kwargs)            # in place: out is x, now holding the ReLU's output
+        return h.rule_at(x if not inplace else out, out, upper)
 
 
 # --- finding layers ----------------------------------------------------------------------------
 
 
 def named_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
-    """``(name, module)`` for a layer given as a module or a dotted name in ``model.named_modules()``.
+    """``(name, module)`` for a layer given as a module or a dotted name in ``model.named_modules()``,
+    optionally followed by ``#k``: the k-th call (from 0) of a module that runs several times.
 
     Raises ValueError listing the nearest valid names for an unknown name, and TypeError for a value
     that is neither.
@@ -128,13 +204,25 @@ def named_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
         return names[layer], layer
     if isinstance(layer, str):
         modules = dict(model.named_modules())
-        if layer in modules:
-            return layer, modules[layer]
+        base, call = split_call(layer)
+        if base in modules:
+            return layer, modules[base]
         valid = [n for n in modules if n]
-        near = difflib.get_close_matches(layer, valid, n=5, cutoff=0.5) or valid[-5:]
+        near = difflib.get_close_matches(base, valid, n=5, cutoff=0.5) or valid[-5:]
         raise ValueError(f"unknown layer {layer!r}; nearest valid names: {near} "
                          "(all names: [n for n, _ in model.named_modules()])")
     raise TypeError(f"layer must be an nn.Module, a dotted name (str) or None, got {type(layer).__name__}")
+
+
+def split_call(name: str) -> tuple[str, int | None]:
+    """``"layer1.relu#2"`` -> ``("layer1.relu", 2)``; a name without ``#k`` -> ``(name, None)``."""
+    base, sep, k = name.rpartition("#")
+    if not sep:
+        return name, None
+    if not k.isdigit():
+        raise ValueError(f"layer {name!r}: after '#' comes the call index, an int >= 0 (e.g. 'relu#0' for the "
+                         "first call of a reused module)")
+    return base, int(k)
 
 
 def _is_spatial(out) -> bool:
@@ -150,13 +238,14 @@ class Hooks:
     Parameters
     ----------
     model: the network (any ``nn.Module``).
-    layers: layers whose outputs to capture: modules, dotted names, or ``None`` for the last spatial
-        layer. Captured outputs are in ``activations`` (by name) and ``A`` (the first layer's).
+    layers: layers whose outputs to capture: modules, dotted names (``"name#k"`` for the k-th call of a
+        module that runs several times), or ``None`` for the last spatial layer. Captured outputs are in
+        ``activations`` (by name) and ``A`` (the first layer's), their inputs in ``inputs``.
     rule: ``"backprop"`` (plain gradients), ``"deconvnet"`` or ``"guided"``: how every ReLU passes a
-        signal down. The last two raise ValueError when the model computes a ReLU that is not an
-        ``nn.ReLU``/``nn.ReLU6`` module (an ``F.relu`` call cannot be hooked, so it would silently
-        give the plain gradient). Entered with one of those two, ``h.rule`` may be set to any rule
-        between backward passes: each backward pass follows the rule set when it runs.
+        signal down (module or function, see the module docstring). Entered with one of the last two,
+        ``h.rule`` may be set to any rule between backward passes: each backward pass follows the rule
+        set when it runs. After each forward pass ``relu_count`` says how many ReLUs got the rule and
+        ``other_activations`` names the activations that have none.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence | None = (), rule: str = "backprop"):
@@ -167,10 +256,19 @@ class Hooks:
         self.model, self._rule, self._hooked_rules = model, rule, rule != "backprop"
         self.layers = [None if l is None else named_layer(model, l) for l in (layers or ())]
         self.activations: dict[str, torch.Tensor] = {}
+        self.inputs: dict[str, object] = {}
         self._versions: dict[str, int] = {}
+        self._calls: dict[str, int] = {}          # how often each requested layer ran in this forward pass
         self._handles: list = []
-        self._inside_relu = threading.local()
-        self._detector: _FunctionalReLUDetector | None = None
+        self._saved: dict | None = None
+        self._last_spatial: str | None = None
+        self._mode: _ReLUCalls | None = None
+        self._conv_checked = False
+        self.in_forward = False                   # the model's forward pass is running
+        self.relu_depth = 0                       # inside an nn.ReLU module (its own F.relu call is not ruled)
+        self.relu_count = 0                       # ReLUs given the rule in the last forward pass
+        self.other_activations: set[str] = set()  # activations with no ReLU rule seen in it
+        self._warned: set[str] = set()
 
     # entering and leaving ----------------------------------------------------------------------
 
@@ -183,8 +281,9 @@ class Hooks:
             for m in self.model.modules():
                 if _is_relu(m):
                     m.inplace = False
+            self._register_forward()
             if self._hooked_rules:
-                self._register_rules()  # first: a capture hook on a ReLU must see the rule's output
+                self._register_rules()  # before capture: a capture hook on a ReLU must see the rule's output
             self._register_capture()
         except BaseException:
             self._restore()
@@ -219,9 +318,10 @@ class Hooks:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        if self._detector is not None:
-            self._detector.__exit__(None, None, None)
-            self._detector = None
+        if self._mode is not None:
+            self._mode.__exit__(None, None, None)
+            self._mode = None
+        self.in_forward, self.relu_depth = False, 0
         for m, training in self._saved["training"]:
             m.training = training
         for m, inplace in self._saved["inplace"]:
@@ -229,6 +329,63 @@ class Hooks:
         for p, requires_grad, grad in self._saved["params"]:
             p.requires_grad_(requires_grad)
             p.grad = grad
+
+    # the forward pass as a whole ----------------------------------------------------------------
+
+    def _register_forward(self) -> None:
+        self._handles.append(self.model.register_forward_pre_hook(self._start_forward, with_kwargs=True))
+        self._handles.append(self.model.register_forward_hook(self._end_forward))
+        convs = [(n, m) for n, m in self.model.named_modules() if isinstance(m, nn.Conv2d)]
+        for name, conv in convs:
+            self._handles.append(conv.register_forward_pre_hook(self._first_conv_check(name)))
+
+    def _start_forward(self, module, args, kwargs):
+        """A fresh count for this pass, and copies of the input tensors for the model to use (and edit)."""
+        self.in_forward, self.relu_count, self._conv_checked = True, 0, False
+        self.other_activations.clear()
+        self._calls.clear()
+        def fresh(a):
+            return a.clone() if isinstance(a, torch.Tensor) else a
+        return tuple(fresh(a) for a in args), {k: fresh(v) for k, v in kwargs.items()}
+
+    def _end_forward(self, module, args, out) -> None:
+        self.in_forward = False
+        for spec in self.layers:
+            if spec is not None and split_call(spec[0])[1] is None and self._calls.get(spec[0], 0) > 1:
+                self._warn(LayerReuseWarning(
+                    f"layer {spec[0]!r} ran {self._calls[spec[0]]} times in one forward pass (one module used for "
+                    f"several steps); its last call is the one explained. Name another call as "
+                    f"'{spec[0]}#k' (k = 0 for the first), or give the model one module per step"))
+        if not self._hooked_rules:
+            return
+        others = ", ".join(sorted(self.other_activations)) or "none"
+        if self.relu_count == 0:
+            raise ValueError(f"the {self.rule} rule is a rule for ReLUs, and this model computed no ReLU in its "
+                             f"forward pass (activations seen: {others}); at every other activation the signal "
+                             "would be the plain gradient. Use saliency (the gradient) or grad_cam, which work "
+                             "with any activation")
+        if self.other_activations:
+            self._warn(ReLURuleWarning(
+                f"the {self.rule} rule was applied at the model's ReLUs ({self.relu_count} calls); its other "
+                f"activations ({others}) have no such rule and pass the ordinary gradient"))
+
+    def _warn(self, warning: Warning) -> None:
+        """Warn once per ``with`` block (a method may run several forward passes)."""
+        if str(warning) not in self._warned:
+            self._warned.add(str(warning))
+            warnings.warn(warning, stacklevel=2)
+
+    def _first_conv_check(self, name: str):
+        def hook(module, args):
+            if self._conv_checked or not self.in_forward:
+                return
+            self._conv_checked = True
+            x = args[0] if args else None
+            if isinstance(x, torch.Tensor) and x.dim() == 4 and x.shape[1] != module.in_channels:
+                raise ValueError(f"the first convolution the model runs ({name!r}) expects {module.in_channels} "
+                                 f"channels and receives {x.shape[1]}; x must be (B,{module.in_channels},H,W) "
+                                 "for this model")
+        return hook
 
     # capturing activations ----------------------------------------------------------------------
 
@@ -242,12 +399,18 @@ class Hooks:
                     self._handles.append(module.register_forward_hook(self._capture(name, spatial_only=True)))
 
     def _capture(self, name: str, spatial_only: bool):
+        call = split_call(name)[1]
         def hook(module, args, out):
-            if spatial_only and not _is_spatial(out):
-                return
             if spatial_only:
+                if not _is_spatial(out):
+                    return
                 self._last_spatial = name
+            else:
+                n = self._calls[name] = self._calls.get(name, 0) + 1
+                if call is not None and n - 1 != call:
+                    return
             self.activations[name] = out
+            self.inputs[name] = args[0] if args else None
             self._versions[name] = out._version if isinstance(out, torch.Tensor) else 0
         return hook
 
@@ -256,7 +419,7 @@ class Hooks:
         spec = self.layers[i]
         if spec is not None:
             return spec[0]
-        if getattr(self, "_last_spatial", None) is None:
+        if self._last_spatial is None:
             raise ValueError("the model produced no spatial (B,K,h,w) output with h*w > 1, so there is no "
                              "default layer; pass layer= explicitly")
         return self._last_spatial
@@ -267,6 +430,10 @@ class Hooks:
             raise ValueError("no layer was requested; pass layers=[...] to Hooks")
         name = self.layer_name(i)
         if name not in self.activations:
+            base, call = split_call(name)
+            if call is not None and self._calls.get(name, 0):
+                raise ValueError(f"layer {base!r} ran {self._calls[name]} times, so it has no call #{call}; "
+                                 f"valid calls are #0..#{self._calls[name] - 1}")
             raise ValueError(f"layer {name!r} was not run in the forward pass; pick a layer the model uses")
         out = self.activations[name]
         if isinstance(out, torch.Tensor) and out._version != self._versions[name]:
@@ -285,26 +452,28 @@ class Hooks:
         It keeps ``x``'s memory layout. Channels-last would make the passes 1.25-1.6x faster on a CPU
         (`xai_ref.inputs.fast_layout`), but it rounds float32 sums in another order, enough to flip a
         ReLU6 gate here and there and move a gradient by 5e-4 (EfficientNet-Lite0); gradients in the
-        caller's layout match Captum's to the last bits."""
-        return x.detach().requires_grad_(True)
+        caller's layout match Captum's to the last bits. An input made under ``torch.inference_mode()``
+        is copied (such a tensor cannot take part in autograd)."""
+        return (x.clone() if x.is_inference() else x.detach()).requires_grad_(True)
 
     # ReLU rules ---------------------------------------------------------------------------------
 
     def _register_rules(self) -> None:
-        relus = [m for m in self.model.modules() if _is_relu(m)]
-        if not relus:
-            raise ValueError(f"the {self.rule} rule needs nn.ReLU / nn.ReLU6 modules, and this model has none "
-                             "(ReLUs computed with F.relu or torch.relu cannot be hooked); rewrite the model "
-                             "with one nn.ReLU module per activation")
-        for m in relus:
-            self._handles.append(m.register_forward_pre_hook(self._enter_relu))
-            self._handles.append(m.register_forward_hook(self._apply_rule))
-        self._detector = _FunctionalReLUDetector(self._inside_relu, self.rule)
-        self._detector.__enter__()
+        for m in self.model.modules():
+            if _is_relu(m):
+                self._handles.append(m.register_forward_pre_hook(self._enter_relu))
+                self._handles.append(m.register_forward_hook(self._apply_rule))
+        self._mode = _ReLUCalls(self)
+        self._mode.__enter__()
 
     def _enter_relu(self, module, args):
-        self._inside_relu.depth = getattr(self._inside_relu, "depth", 0) + 1
+        self.relu_depth += 1
 
     def _apply_rule(self, module, args, out):
-        self._inside_relu.depth -= 1
-        return _RuleReLU.apply(args[0], out.detach(), _relu_upper(module), self)
+        self.relu_depth -= 1
+        return self.rule_at(args[0], out.detach(), _relu_upper(module))
+
+    def rule_at(self, x: torch.Tensor, out: torch.Tensor, upper: float | None) -> torch.Tensor:
+        """``out`` (a ReLU's output, computed from ``x``) with the backward pass of ``self.rule``."""
+        self.relu_count += 1
+        return _RuleReLU.apply(x, out, upper, self)

@@ -6,12 +6,14 @@ expected and how to fix it.
 
 from __future__ import annotations
 
-import numbers
-from typing import Callable, Sequence
+from collections.abc import Mapping
+from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+from .checks import is_int
 
 Target = "None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]"
 
@@ -57,31 +59,108 @@ def check_batch(model: nn.Module, x) -> None:
     if param is not None and param.dtype != x.dtype:
         raise TypeError(f"x is {x.dtype} but the model's parameters are {param.dtype}; "
                         f"use x.to({param.dtype}) or model.to({x.dtype})")
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is not None and conv.in_channels != x.shape[1]:
-        raise ValueError(f"x has {x.shape[1]} channels but the model's first convolution expects "
-                         f"{conv.in_channels}; x must be (B,{conv.in_channels},H,W)")
+    # the channel count is checked by the first convolution that runs (`xai_ref.hooks.Hooks`)
 
 
-def target_scores(output: torch.Tensor, target) -> tuple[torch.Tensor, torch.Tensor | None]:
+def class_logits(output, logits=None, required: bool = True) -> torch.Tensor | None:
+    """The ``(B, classes)`` class scores in a model's output.
+
+    A tensor output is the scores. For a structured output (tuple, list, namedtuple, dict, dict-like or any
+    object with attributes: an Inception-style ``(logits, aux_logits)``, ``{"out": ..., "aux": ...}``),
+    ``logits`` says where they are: an int index (tuple, list, namedtuple) or a str key (dict, dict-like)
+    or attribute name. ``required=False`` returns None instead of raising when it is not said (a callable
+    target needs no class scores).
+    """
+    if logits is not None and not (isinstance(logits, str) or is_int(logits)):
+        raise TypeError(f"logits must be an int index or a str key / attribute name of the model's output, "
+                        f"got {type(logits).__name__}")
+    if logits is None:
+        if isinstance(output, torch.Tensor):
+            return output
+        if not required:
+            return None
+        raise ValueError(f"the model returns {describe_output(output)}, not one tensor of class scores; say which "
+                         "part holds them with logits= (e.g. logits=0 for the first of a tuple, logits='out' "
+                         "for a dict key or attribute), or pass a callable target f(output) -> (B,) scores")
+    part = _part(output, logits)
+    if not isinstance(part, torch.Tensor) or part.dim() != 2:
+        raise ValueError(f"logits={logits!r} picks {describe_output(part)} from the model's output; it must be "
+                         "the (B, classes) class scores")
+    return part
+
+
+def _part(output, logits):
+    """``output[logits]`` or ``output.logits`` (a clear error listing what there is)."""
+    if isinstance(output, torch.Tensor):
+        raise ValueError(f"logits={logits!r} was given but the model returns one tensor {tuple(output.shape)}; "
+                         "leave logits=None")
+    if is_int(logits):
+        if isinstance(output, (tuple, list)):
+            if -len(output) <= logits < len(output):
+                return output[int(logits)]
+            raise ValueError(f"logits={logits!r} is out of range: the model returns {len(output)} outputs, "
+                             f"so use 0..{len(output) - 1}")
+        raise TypeError(f"logits={logits!r} is an index, but the model returns {describe_output(output)}; "
+                        "name the key or attribute as a str")
+    if isinstance(output, Mapping) or hasattr(output, "keys"):
+        if logits in output.keys():
+            return output[logits]
+        raise ValueError(f"logits={logits!r} is not a key of the model's output; its keys are {list(output.keys())}")
+    if hasattr(output, logits):
+        return getattr(output, logits)
+    names = list(getattr(output, "_fields", ())) or [n for n in dir(output) if not n.startswith("_")][:10]
+    raise ValueError(f"logits={logits!r} is not an attribute of the model's output; it has {names}")
+
+
+def describe_output(output) -> str:
+    """A short description of a model's output for messages: ``tensor (2, 10)``, ``tuple of 2 [...]``."""
+    if isinstance(output, torch.Tensor):
+        return f"a tensor {tuple(output.shape)}"
+    if isinstance(output, Mapping) or hasattr(output, "keys"):
+        return f"{type(output).__name__} with keys {list(output.keys())}"
+    if isinstance(output, (tuple, list)):
+        kind = "namedtuple " + type(output).__name__ if hasattr(output, "_fields") else type(output).__name__
+        parts = [tuple(o.shape) if isinstance(o, torch.Tensor) else type(o).__name__ for o in output]
+        return f"a {kind} of {len(output)}: {parts}"
+    return f"a {type(output).__name__}"
+
+
+def target_scores(output, target, logits=None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The scores ``y^c`` to explain, one per image ``(B,)``, and the classes ``c`` ``(B,)`` (or None).
 
     ``target``: ``None`` (each image's predicted class), an ``int`` (that class for every image), a
     sequence or 1-D tensor of B class indices, or a callable ``f(output) -> (B,)`` scores for any
-    differentiable target (then the classes are None).
+    differentiable target (it receives the model's raw output; then the classes are None). ``logits``:
+    where the class scores are in a structured output (`class_logits`).
     """
-    B = output.shape[0]
     if callable(target):
         scores = target(output)
-        if not isinstance(scores, torch.Tensor) or scores.shape != (B,):
-            got = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-            raise ValueError(f"a callable target must return one score per image, shape ({B},), got {got}")
+        B = _batch_size(output)
+        if not isinstance(scores, torch.Tensor):
+            raise TypeError(f"a callable target must return a tensor of scores, one per image, got "
+                            f"{type(scores).__name__}")
+        if not scores.is_floating_point():
+            raise TypeError(f"a callable target must return floating-point scores, got dtype {scores.dtype} "
+                            "(an argmax or a class index is not a score: return output[:, c] instead)")
+        if B is not None and tuple(scores.shape) != (B,):
+            raise ValueError(f"a callable target must return one score per image, shape ({B},), "
+                             f"got {tuple(scores.shape)}")
         return scores, None
-    if output.dim() != 2:
+    scores = class_logits(output, logits)
+    if scores.dim() != 2:
         raise ValueError(f"a class target needs (B, classes) scores from the model, got output shape "
-                         f"{tuple(output.shape)}; pass a callable target f(output) -> (B,) scores instead")
-    c = target_classes(target, B, output.shape[1], default=output.argmax(1))
-    return output.gather(1, c[:, None].to(output.device))[:, 0], c
+                         f"{tuple(scores.shape)}; pass a callable target f(output) -> (B,) scores instead")
+    c = target_classes(target, scores.shape[0], scores.shape[1], default=scores.argmax(1))
+    return scores.gather(1, c[:, None].to(scores.device))[:, 0], c
+
+
+def _batch_size(output) -> int | None:
+    """The batch size of a (possibly structured) output: that of its first tensor."""
+    if isinstance(output, torch.Tensor):
+        return output.shape[0] if output.dim() else None
+    parts = output.values() if isinstance(output, Mapping) or hasattr(output, "values") else \
+        output if isinstance(output, (tuple, list)) else ()
+    return next((_batch_size(o) for o in parts if isinstance(o, torch.Tensor)), None)
 
 
 def target_classes(target, B: int, n_classes: int, default: torch.Tensor | None = None) -> torch.Tensor:
@@ -92,27 +171,30 @@ def target_classes(target, B: int, n_classes: int, default: torch.Tensor | None 
         return default.detach().long().cpu()
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
         target = target.item()  # one class as a 0-d tensor, e.g. labels[i]
-    if isinstance(target, bool) or isinstance(target, float):
-        raise TypeError(f"target must be an int class index, a sequence of B ints, None or a callable, "
-                        f"got {target!r}")
-    if isinstance(target, numbers.Integral):  # int, numpy integers
-        c = torch.full((B,), int(target), dtype=torch.long)
-    elif isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
-        c = torch.as_tensor(target).detach().cpu()
-        if c.dim() != 1 or c.shape[0] != B:
-            raise ValueError(f"target has {len(c) if c.dim() else 'no'} entries but the batch has {B} "
-                             f"images; pass one class per image, or one int for all")
-        if c.is_floating_point() or c.dtype == torch.bool:
-            raise TypeError(f"target classes must be integers, got dtype {c.dtype}")
-        c = c.long()
+    if is_int(target):
+        classes = [int(target)] * B
+    elif isinstance(target, (torch.Tensor, np.ndarray)):
+        if target.ndim != 1:
+            raise ValueError(f"target must be one class index per image, shape ({B},), got shape {tuple(target.shape)}")
+        if not (target.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+                or (isinstance(target, np.ndarray) and np.issubdtype(target.dtype, np.integer))):
+            raise TypeError(f"target classes must be integers, got dtype {target.dtype}")
+        classes = [int(c) for c in target.tolist()]
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(is_int(c) for c in target):
+            raise TypeError(f"target classes must be ints, got {list(target)[:5]!r}")
+        classes = [int(c) for c in target]
     else:
         raise TypeError(f"target must be None, an int, a sequence of B ints, or a callable "
                         f"f(output) -> (B,) scores; got {type(target).__name__}")
-    bad = (c < 0) | (c >= n_classes)
-    if bad.any():
-        raise ValueError(f"target class {c[bad][0].item()} is out of range: the model has {n_classes} "
-                         f"classes, so valid targets are 0..{n_classes - 1}")
-    return c
+    if len(classes) != B:
+        raise ValueError(f"target has {len(classes)} entries but the batch has {B} images; pass one class per "
+                         "image, or one int for all")
+    bad = [c for c in classes if not 0 <= c < n_classes]
+    if bad:
+        raise ValueError(f"target class {bad[0]} is out of range: the model has {n_classes} classes, so valid "
+                         f"targets are 0..{n_classes - 1}")
+    return torch.tensor(classes, dtype=torch.long)
 
 
 def resize(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -6,26 +6,29 @@ position of the square. A large drop means the network needed what the square co
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .gradients import Neuron, neuron_scores
 from .hooks import Hooks
-from .inputs import check_batch, fast_layout, target_classes, target_scores, where_fast
+from .checks import as_count, as_number
+from .inputs import check_batch, class_logits, fast_layout, target_classes, target_scores, where_fast
 from .trace import Trace
 
 
 def _pair(v, name: str) -> tuple[int, int]:
-    v = (v, v) if isinstance(v, int) else tuple(v) if isinstance(v, (tuple, list)) else (v,)
-    if len(v) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in v):
+    """A positive int or a pair of them (NumPy integers accepted) as ``(h, w)``."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2:
         raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
-    return v
+    return as_count(pair[0], name), as_count(pair[1], name)
 
 
-def scores_no_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+def scores_no_grad(model: nn.Module, x: torch.Tensor, target, logits=None) -> torch.Tensor:
     """The target scores ``(N,)`` of a batch without gradients: ``target`` is a (N,) class tensor, a Neuron
-    or a callable ``f(output) -> (N,)``."""
+    or a callable ``f(output) -> (N,)``; ``logits`` where the class scores are in a structured output."""
     layers = [target.layer] if isinstance(target, Neuron) else []
     with torch.no_grad(), Hooks(model, layers=layers) as h:
         out = model(fast_layout(x))
@@ -33,11 +36,28 @@ def scores_no_grad(model: nn.Module, x: torch.Tensor, target) -> torch.Tensor:
             return neuron_scores(h.A, target)
         if callable(target):
             return target_scores(out, target)[0]
+        out = class_logits(out, logits)
         return out.gather(1, target[:, None].to(out.device))[:, 0]
 
 
+def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+    """The occluder's value as a finite (C,H,W) tensor: a number, or a tensor broadcastable to (C,H,W)."""
+    C, H, W = x.shape[1:]
+    if isinstance(baseline, (torch.Tensor, np.ndarray)):
+        base = torch.as_tensor(baseline)
+        try:
+            base = base.to(x.device, x.dtype).expand(C, H, W)
+        except RuntimeError:
+            raise ValueError(f"baseline of shape {tuple(base.shape)} does not broadcast to one image "
+                             f"{(C, H, W)}; pass a number or a tensor of shape (C,1,1) or (C,H,W)") from None
+        if not torch.isfinite(base).all():
+            raise ValueError("baseline contains NaN or infinite values")
+        return base
+    return torch.full((C, H, W), as_number(baseline, "baseline"), dtype=x.dtype, device=x.device)
+
+
 def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4, baseline=0.0,
-              batch_size: int = 64, progress: bool = False) -> Trace:
+              batch_size: int = 64, progress: bool = False, logits=None) -> Trace:
     """Occlusion sensitivity: the drop of the target score when a square is occluded, at every position.
 
     For each top-left corner (u, v) on the grid with step ``stride``, ``x_uv`` is x with the window
@@ -50,11 +70,14 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     ``Neuron("features.10", 5, "sum")``: one channel's summed response, Zeiler & Fergus fig. 7), or a
     callable ``f(output) -> (N,)`` scores; it is applied to batches of occluded copies of one image, so it
     must score each row of the output on its own (``lambda out: out[:, 3]``).
-    ``baseline``: a number or a tensor broadcastable to (C,H,W). The occluded images are evaluated
-    ``batch_size`` at a time.
+    ``baseline``: a finite number or a tensor broadcastable to (C,H,W). The occluded images are evaluated
+    ``batch_size`` at a time. ``logits``: where the class scores are in a structured output
+    (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
     (h, w), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    batch_size = as_count(batch_size, "batch_size")
+    base = _baseline(baseline, x)
     B, C, H, W = x.shape
     if h > H or w > W:
         raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
@@ -63,13 +86,12 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
         y = scores_no_grad(model, x, key)
     else:
         with torch.no_grad(), Hooks(model):
-            out = model(fast_layout(x))
+            out = class_logits(model(fast_layout(x)), logits)
         key = target_classes(target, B, out.shape[1], default=out.argmax(1)).to(x.device)
         y = out.gather(1, key[:, None])[:, 0]
 
     us, vs = torch.arange(0, H - h + 1, sh), torch.arange(0, W - w + 1, sw)
     corners = torch.cartesian_prod(us, vs)                                    # (P, 2)
-    base = torch.as_tensor(baseline, dtype=x.dtype, device=x.device).expand(C, H, W)
     windows = torch.zeros(len(corners), H, W, dtype=torch.bool, device=x.device)
     for p, (u, v) in enumerate(corners.tolist()):
         windows[p, u:u + h, v:v + w] = True
@@ -81,18 +103,17 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
                 m = windows[start:start + batch_size, None]                    # (n,1,H,W)
                 occluded = where_fast(m, base, x[b])                           # (n,C,H,W)
                 key_b = key if isinstance(key, Neuron) or callable(key) else key[b].repeat(len(m))
-                drops[b, start:start + len(m)] = y[b] - scores_no_grad(model, occluded, key_b)
+                drops[b, start:start + len(m)] = y[b] - scores_no_grad(model, occluded, key_b, logits)
                 bar.update(len(m))
 
     t = Trace("occlusion", meta={"target": None if isinstance(key, Neuron) or callable(key) else key, "y": y,
                                  "window": (h, w), "stride": (sh, sw), "baseline": baseline})
     t.add("corners", r"(u, v) \in \{0, s, 2s, \dots\}^2", "top-left corner of each occluder position", corners)
-    drop = t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",
+    t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",
                  drops.view(B, len(us), len(vs)))
     coverage = windows.sum(0)
     total = torch.einsum("bp,phw->bhw", drops, windows.to(x.dtype))
     t.add("map", r"M_{ij} = \mathrm{mean}\{\Delta_{uv} : (i,j) \in \text{window}(u,v)\}",
           "mean score drop over the occluder positions covering each pixel",
           torch.where(coverage > 0, total / coverage.clamp(min=1), torch.zeros((), dtype=x.dtype)))
-    del drop
     return t

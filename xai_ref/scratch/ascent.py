@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from ..checks import check_ascent_args
 from ..trace import Trace
 from .gradients import check_batch, forward_backward, is_neuron
 from .network import Sequential
@@ -30,25 +31,6 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
     img = np.pad(img, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
     img = np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=3) @ k    # along the width
     return np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=2) @ k   # along the height
-
-
-def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range):
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
-            and all(isinstance(s, numbers.Integral) and s > 0 for s in shape)):
-        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    for name, v in (("lr", lr), ("l2", l2), ("blur_sigma", blur_sigma)):
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-    if not (isinstance(jitter, int) and jitter >= 0) or not (isinstance(blur_every, int) and blur_every >= 0):
-        raise ValueError(f"jitter and blur_every must be ints >= 0 (0 switches them off), got {jitter!r}, {blur_every!r}")
-    if blur_every and not blur_sigma > 0:
-        raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
-                         f"got {blur_sigma!r}")
-    lo, hi = pixel_range
-    if not lo < hi:
-        raise ValueError(f"pixel_range must be (low, high) with low < high, got {pixel_range!r}")
 
 
 def _classes(target, n: int) -> list[int]:

@@ -1,0 +1,72 @@
+"""Argument checks shared by the PyTorch methods and their NumPy twins (NumPy and the standard library
+only): each returns the value in its plain Python type, or raises a TypeError / ValueError that names the
+argument and the valid range. NumPy integers and floats are accepted wherever an int or a float is.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+
+def is_int(v) -> bool:
+    """An int or a NumPy integer (not a bool)."""
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def as_index(v, name: str) -> int:
+    """An int >= 0 (NumPy integers accepted)."""
+    if not is_int(v):
+        raise TypeError(f"{name} must be an int >= 0, got {v!r}")
+    if v < 0:
+        raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+    return int(v)
+
+
+def as_count(v, name: str, low: int = 1) -> int:
+    """An int >= ``low`` (NumPy integers accepted): a count, a size, a number of steps, a batch size."""
+    if not is_int(v):
+        raise TypeError(f"{name} must be an int >= {low}, got {v!r}")
+    if v < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    return int(v)
+
+
+def as_number(v, name: str, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> float:
+    """A finite real number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {v!r}")
+    v = float(v)
+    inside = (v > low if low_open else v >= low) and v <= high
+    if not (math.isfinite(v) and inside):
+        span = f"{'(' if low_open else '['}{low}, {high}]"
+        raise ValueError(f"{name} must be a finite number in {span}, got {v!r}")
+    return v
+
+
+def as_range(v, name: str) -> tuple[float, float]:
+    """A pair ``(low, high)`` of finite numbers with ``low < high``."""
+    if not isinstance(v, (tuple, list)) or len(v) != 2:
+        raise TypeError(f"{name} must be a pair (low, high), got {v!r}")
+    low, high = (as_number(a, name) for a in v)
+    if not low < high:
+        raise ValueError(f"{name} must have low < high, got {v!r}")
+    return low, high
+
+
+def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range) -> None:
+    """The settings of gradient ascent (`xai_ref.class_model` and its NumPy twin)."""
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(is_int(s) and s > 0 for s in shape)):
+        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
+    as_count(steps, "steps")
+    as_number(lr, "lr", 0, low_open=True)
+    as_number(l2, "l2", 0)
+    as_count(jitter, "jitter", 0)
+    as_count(blur_every, "blur_every", 0)
+    as_number(blur_sigma, "blur_sigma", 0)
+    if blur_every and not blur_sigma > 0:
+        raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
+                         f"got {blur_sigma!r}")
+    as_range(pixel_range, "pixel_range")
