@@ -6,7 +6,11 @@ Shared notation: ``A^k`` (or ``f_k``) the K feature maps of a layer, of size ``h
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -128,9 +132,40 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
                  torch.where(total != 0, (A * g).sum((2, 3)) / torch.where(total != 0, total, 1), 0))
 
 
-def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual, logits) -> Trace:
+def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual, logits,
+                     reshape) -> Trace:
+    if not isinstance(counterfactual, (bool, np.bool_)):
+        raise TypeError(f"counterfactual must be True or False, got {counterfactual!r}")
     p = forward_backward(model, x, target, layer=layer, wrt_input=False, logits=logits)
-    return _grad_cam_terms(method, alpha_fn, p, x, counterfactual)
+    return _grad_cam_terms(method, alpha_fn, _as_grid(p, reshape), x, counterfactual)
+
+
+def token_grid(tokens: torch.Tensor, prefix: int = 1) -> torch.Tensor:
+    """Tokens of a vision transformer ``(B, prefix + h*w, C)`` as feature maps ``(B, C, h, w)``.
+
+    The ``prefix`` tokens (the class token; 0 for a model without one) are dropped and the ``h*w = N``
+    patch tokens, in row-major order, laid out on a square grid. Pass it to the Grad-CAM family as
+    ``reshape=xr.token_grid`` (or ``reshape=lambda t: xr.token_grid(t, prefix=0)``): the activation and
+    its gradient are reshaped alike, a pure re-indexing, so ``dy/dA`` on the grid is exact.
+    """
+    if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
+        raise ValueError(f"token_grid needs tokens (B, prefix + h*w, C), got "
+                         f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")
+    B, N, C = tokens.shape
+    side = math.isqrt(max(N - prefix, 0))
+    if N - prefix < 1 or side * side != N - prefix:
+        raise ValueError(f"token_grid: {N} tokens minus prefix={prefix} is not a square grid h*w; set prefix to "
+                         "the number of class/register tokens, or reshape with your own function")
+    return tokens[:, prefix:].reshape(B, side, side, C).permute(0, 3, 1, 2)
+
+
+def _as_grid(p: Pass, reshape) -> Pass:
+    """The pass with its layer activation and gradient reshaped to (B,K,h,w) by ``reshape`` (if given)."""
+    if reshape is None:
+        return p
+    if not callable(reshape):
+        raise TypeError(f"reshape must be a function (B, ...) -> (B,K,h,w), e.g. xr.token_grid, got {reshape!r}")
+    return dataclasses.replace(p, A=reshape(p.A), dY_dA=reshape(p.dY_dA))
 
 
 def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, counterfactual: bool) -> Trace:
@@ -151,19 +186,22 @@ def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, c
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
-             logits=None) -> Trace:
+             logits=None, reshape=None) -> Trace:
     """Grad-CAM (Selvaraju et al., ICCV 2017).
 
     ``alpha^c_k = 1/Z sum_ij dy^c/dA^k_ij`` (B,K); ``weighted = sum_k alpha^c_k A^k``;
     ``L = ReLU(weighted)`` (B,h,w); ``map`` = L upsampled bilinearly to the input size, raw values.
     ``counterfactual=True`` negates the gradient (their section on counterfactual explanations): the map
-    then shows regions whose removal would raise the score.
+    then shows regions whose removal would raise the score. ``logits``: where the class scores are in a
+    structured output (`xai_ref.inputs.class_logits`); ``reshape``: a function turning the layer's output
+    into ``(B,K,h,w)`` maps, for a layer whose output is not one (tokens of a vision transformer:
+    `token_grid`).
     """
-    return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual, logits)
+    return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual, logits, reshape)
 
 
 def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
-                logits=None) -> Trace:
+                logits=None, reshape=None) -> Trace:
     """Grad-CAM++ (Chattopadhay et al., WACV 2018): the Grad-CAM pipeline with other channel weights.
 
     With ``g = dy^c/dA``: ``a_ij = g_ij^2 / (2 g_ij^2 + sum_ab A_ab g_ij^3)`` (0 where the denominator is
@@ -171,16 +209,16 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, coun
     carry an extra factor ``exp(S^c)``, one positive number per image that only rescales the map (and
     overflows for large scores); like torch-cam and pytorch-grad-cam we leave it out.
     """
-    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual, logits)
+    return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual, logits, reshape)
 
 
 def xgrad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
-              logits=None) -> Trace:
+              logits=None, reshape=None) -> Trace:
     """XGrad-CAM (Fu et al., BMVC 2020): ``alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij``."""
-    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual, logits)
+    return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual, logits, reshape)
 
 
-def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, logits=None) -> Trace:
+def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, logits=None, reshape=None) -> Trace:
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backpropagation times the upsampled Grad-CAM.
 
     The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W) the bilinearly upsampled L,
@@ -189,7 +227,7 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, 
     """
     # one forward pass, two backward passes: the ordinary gradient at the layer, the guided signal at the input
     p = forward_backward(model, x, target, layer=layer, rule="guided", layer_rule="backprop", logits=logits)
-    gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, p, x, counterfactual=False)
+    gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, _as_grid(p, reshape), x, counterfactual=False)
     t = Trace("guided_grad_cam", meta=dict(gc.meta))
     for term in gc.steps[:-1]:
         t.add(term.symbol, term.latex, term.description, term.value)
