@@ -25,13 +25,42 @@ def as_index(v, name: str) -> int:
     return int(v)
 
 
-def as_count(v, name: str, low: int = 1) -> int:
-    """An int >= ``low`` (NumPy integers accepted): a count, a size, a number of steps, a batch size."""
+def as_count(v, name: str, low: int = 1, high: int | None = None) -> int:
+    """An int in ``[low, high]`` (no upper bound when ``high`` is None; NumPy integers accepted): a count,
+    a size, a number of steps, a batch size."""
+    span = f">= {low}" if high is None else f"in [{low}, {high}]"
     if not is_int(v):
-        raise TypeError(f"{name} must be an int >= {low}, got {v!r}")
-    if v < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        raise TypeError(f"{name} must be an int {span}, got {v!r}")
+    if not (low <= v and (high is None or v <= high)):
+        raise ValueError(f"{name} must be an int {span}, got {v!r}")
     return int(v)
+
+
+#: The largest image side or channel count an argument may ask for: a guard against typos (10**30) that
+#: would otherwise fail deep inside torch.
+MAX_SIZE = 2**16
+
+#: The largest seed a torch.Generator takes (and any NumPy generator).
+MAX_SEED = 2**63 - 1
+
+
+def as_seed(v, name: str = "seed") -> int:
+    """A random seed: an int in ``[0, 2**63 - 1]``."""
+    return as_count(v, name, 0, MAX_SEED)
+
+
+def as_flag(v, name: str) -> bool:
+    """True or False (a NumPy bool accepted); anything else is refused rather than read as truthy."""
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {v!r}")
+    return bool(v)
+
+
+def as_choice(v, name: str, choices: tuple) -> str:
+    """One of ``choices`` (strings)."""
+    if not isinstance(v, str) or v not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {v!r}")
+    return v
 
 
 def as_number(v, name: str, low: float = -math.inf, high: float = math.inf, low_open: bool = False) -> float:
@@ -58,12 +87,14 @@ def as_range(v, name: str) -> tuple[float, float]:
 
 def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range) -> None:
     """The settings of gradient ascent (`xai_ref.class_model` and its NumPy twin)."""
-    if not (isinstance(shape, (tuple, list)) and len(shape) == 3 and all(is_int(s) and s > 0 for s in shape)):
-        raise ValueError(f"shape must be one image's (C, H, W), e.g. (3, 64, 64), got {shape!r}")
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+            and all(is_int(s) and 0 < s <= MAX_SIZE for s in shape)):
+        raise ValueError(f"shape must be one image's (C, H, W) with sizes in [1, {MAX_SIZE}], e.g. (3, 64, 64), "
+                         f"got {shape!r}")
     as_count(steps, "steps")
     as_number(lr, "lr", 0, low_open=True)
     as_number(l2, "l2", 0)
-    as_count(jitter, "jitter", 0)
+    as_count(jitter, "jitter", 0, max(shape[1:]))  # a larger roll repeats a smaller one
     as_count(blur_every, "blur_every", 0)
     as_number(blur_sigma, "blur_sigma", 0)
     if blur_every and not blur_sigma > 0:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import is_int
+from .checks import as_number, is_int
 
 Target = "None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]"
 
@@ -60,6 +60,34 @@ def check_batch(model: nn.Module, x) -> None:
         raise TypeError(f"x is {x.dtype} but the model's parameters are {param.dtype}; "
                         f"use x.to({param.dtype}) or model.to({x.dtype})")
     # the channel count is checked by the first convolution that runs (`xai_ref.hooks.Hooks`)
+
+
+INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def is_real(t: torch.Tensor | np.ndarray) -> bool:
+    """A tensor or array of real numbers: integers or floats (not bools, complex numbers or strings)."""
+    if isinstance(t, np.ndarray):
+        return t.dtype.kind in "iuf"
+    return t.is_floating_point() or t.dtype in INT_DTYPES
+
+
+def as_fill(value, name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """``value`` -- a finite number, or a tensor or array of finite numbers broadcastable to ``shape`` -- as a
+    tensor of ``shape`` with ``like``'s dtype and device: the value put in place of pixels (an occluder, a
+    deletion baseline, an insertion start)."""
+    if not isinstance(value, (torch.Tensor, np.ndarray)):
+        value = as_number(value, name)
+    elif not is_real(value):
+        raise TypeError(f"{name} must be a number or a tensor of real numbers, got dtype {value.dtype}")
+    fill = torch.as_tensor(value).to(like.device, like.dtype)
+    if not torch.isfinite(fill).all():
+        raise ValueError(f"{name} contains NaN or infinite values (in {like.dtype})")
+    try:
+        return fill.expand(shape)
+    except RuntimeError:
+        raise ValueError(f"{name} of shape {tuple(fill.shape)} does not broadcast to {tuple(shape)}; pass a number "
+                         f"or a tensor of shape (C,1,1) or {tuple(shape)}") from None
 
 
 def class_logits(output, logits=None, required: bool = True) -> torch.Tensor | None:
@@ -176,8 +204,7 @@ def target_classes(target, B: int, n_classes: int, default: torch.Tensor | None 
     elif isinstance(target, (torch.Tensor, np.ndarray)):
         if target.ndim != 1:
             raise ValueError(f"target must be one class index per image, shape ({B},), got shape {tuple(target.shape)}")
-        if not (target.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
-                or (isinstance(target, np.ndarray) and np.issubdtype(target.dtype, np.integer))):
+        if not (target.dtype in INT_DTYPES or (isinstance(target, np.ndarray) and target.dtype.kind in "iu")):
             raise TypeError(f"target classes must be integers, got dtype {target.dtype}")
         classes = [int(c) for c in target.tolist()]
     elif isinstance(target, Sequence) and not isinstance(target, str):

@@ -6,15 +6,14 @@ position of the square. A large drop means the network needed what the square co
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .gradients import Neuron, neuron_scores
 from .hooks import Hooks
-from .checks import as_count, as_number
-from .inputs import check_batch, class_logits, fast_layout, target_classes, target_scores, where_fast
+from .checks import as_count, as_flag
+from .inputs import as_fill, check_batch, class_logits, fast_layout, target_classes, target_scores, where_fast
 from .trace import Trace
 
 
@@ -40,22 +39,6 @@ def scores_no_grad(model: nn.Module, x: torch.Tensor, target, logits=None) -> to
         return out.gather(1, target[:, None].to(out.device))[:, 0]
 
 
-def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
-    """The occluder's value as a finite (C,H,W) tensor: a number, or a tensor broadcastable to (C,H,W)."""
-    C, H, W = x.shape[1:]
-    if isinstance(baseline, (torch.Tensor, np.ndarray)):
-        base = torch.as_tensor(baseline)
-        try:
-            base = base.to(x.device, x.dtype).expand(C, H, W)
-        except RuntimeError:
-            raise ValueError(f"baseline of shape {tuple(base.shape)} does not broadcast to one image "
-                             f"{(C, H, W)}; pass a number or a tensor of shape (C,1,1) or (C,H,W)") from None
-        if not torch.isfinite(base).all():
-            raise ValueError("baseline contains NaN or infinite values")
-        return base
-    return torch.full((C, H, W), as_number(baseline, "baseline"), dtype=x.dtype, device=x.device)
-
-
 def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4, baseline=0.0,
               batch_size: int = 64, progress: bool = False, logits=None) -> Trace:
     """Occlusion sensitivity: the drop of the target score when a square is occluded, at every position.
@@ -76,9 +59,9 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     """
     check_batch(model, x)
     (h, w), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
-    batch_size = as_count(batch_size, "batch_size")
-    base = _baseline(baseline, x)
+    batch_size, progress = as_count(batch_size, "batch_size"), as_flag(progress, "progress")
     B, C, H, W = x.shape
+    base = as_fill(baseline, "baseline", (C, H, W), x)
     if h > H or w > W:
         raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
     if isinstance(target, Neuron) or callable(target):
@@ -87,10 +70,13 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     else:
         with torch.no_grad(), Hooks(model):
             out = class_logits(model(fast_layout(x)), logits)
+        if out.dim() != 2:
+            raise ValueError(f"a class target needs (B, classes) scores from the model, got output shape "
+                             f"{tuple(out.shape)}; pass a callable target f(output) -> (N,) scores instead")
         key = target_classes(target, B, out.shape[1], default=out.argmax(1)).to(x.device)
         y = out.gather(1, key[:, None])[:, 0]
 
-    us, vs = torch.arange(0, H - h + 1, sh), torch.arange(0, W - w + 1, sw)
+    us, vs = torch.tensor(range(0, H - h + 1, sh)), torch.tensor(range(0, W - w + 1, sw))  # any stride, even 10**30
     corners = torch.cartesian_prod(us, vs)                                    # (P, 2)
     windows = torch.zeros(len(corners), H, W, dtype=torch.bool, device=x.device)
     for p, (u, v) in enumerate(corners.tolist()):

@@ -2,37 +2,49 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..hooks import Hooks
-from ..inputs import check_batch, fast_layout, target_classes
+from ..checks import as_choice
+from ..inputs import check_batch, class_logits, fast_layout, target_classes
 from ..trace import Trace
 
 OUTPUTS = ("softmax", "logit")
 
 
+def as_tensor(value, name: str, what: str) -> torch.Tensor:
+    """``value`` (a tensor or a NumPy array of real numbers or bools) as a tensor; ``what`` describes the
+    expected shape for the message."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be {what} of numbers, got an array of dtype {value.dtype}")
+        value = torch.from_numpy(value)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__}")
+    if value.dtype.is_complex:
+        raise TypeError(f"{name} must hold real numbers, got dtype {value.dtype}")
+    return value
+
+
 def as_maps(maps, name: str = "maps", batch: int | None = None) -> torch.Tensor:
     """``maps`` as a finite float ``(B,H,W)`` tensor. A `Trace` gives its ``map``; NumPy arrays are accepted."""
     if isinstance(maps, Trace):
+        if "map" not in maps:
+            raise ValueError(f"{name}: the {maps.method} trace has no map; pass a trace with a 'map' term")
         maps = maps.map
-    if isinstance(maps, np.ndarray):
-        maps = torch.from_numpy(maps)
-    if not isinstance(maps, torch.Tensor):
-        raise TypeError(f"{name} must be a (B,H,W) tensor, array or a Trace, got {type(maps).__name__}")
+    maps = as_tensor(maps, name, "a (B,H,W) tensor, array or a Trace")
     if maps.dim() != 3:
         hint = " (for one map use m[None])" if maps.dim() == 2 else ""
         raise ValueError(f"{name} must have shape (B,H,W), got {tuple(maps.shape)}{hint}")
-    if maps.shape[0] == 0:
-        raise ValueError(f"{name} is empty (B=0)")
+    if 0 in maps.shape:
+        raise ValueError(f"{name} is empty (shape {tuple(maps.shape)}); pass at least one map of at least one pixel")
     if batch is not None and maps.shape[0] != batch:
         raise ValueError(f"{name} has {maps.shape[0]} maps but the batch has {batch} images; pass one map per image")
     maps = maps.detach()
     if not maps.is_floating_point():
-        maps = maps.double() if maps.dtype == torch.float64 else maps.float()
+        maps = maps.float()
     if not torch.isfinite(maps).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return maps
@@ -40,10 +52,7 @@ def as_maps(maps, name: str = "maps", batch: int | None = None) -> torch.Tensor:
 
 def as_masks(masks, shape: tuple[int, int, int], name: str = "masks") -> torch.Tensor:
     """``masks`` as a bool ``(B,H,W)`` tensor of exactly ``shape`` (the maps' shape)."""
-    if isinstance(masks, np.ndarray):
-        masks = torch.from_numpy(masks)
-    if not isinstance(masks, torch.Tensor):
-        raise TypeError(f"{name} must be a (B,H,W) bool tensor or array, got {type(masks).__name__}")
+    masks = as_tensor(masks, name, "a (B,H,W) bool tensor or array")
     if tuple(masks.shape) != tuple(shape):
         raise ValueError(f"{name} must have the maps' shape {tuple(shape)}, got {tuple(masks.shape)}; "
                          "maps and masks must be at the same resolution, one per image")
@@ -56,23 +65,18 @@ def as_masks(masks, shape: tuple[int, int, int], name: str = "masks") -> torch.T
 
 def as_boxes(boxes, shape: tuple[int, int, int], name: str = "boxes") -> torch.Tensor:
     """``boxes`` as an int64 ``(B,4)`` tensor of ``(x0, y0, x1, y1)``, exclusive ends, inside the image."""
-    if isinstance(boxes, np.ndarray):
-        boxes = torch.from_numpy(boxes)
-    if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a (B,4) tensor or array of (x0, y0, x1, y1), got {type(boxes).__name__}")
+    boxes = as_tensor(boxes, name, "a (B,4) tensor or array of (x0, y0, x1, y1)")
     B, H, W = shape
     if tuple(boxes.shape) != (B, 4):
         raise ValueError(f"{name} must have shape ({B}, 4) (one (x0, y0, x1, y1) box per map), "
                          f"got {tuple(boxes.shape)}")
-    if boxes.is_floating_point():
-        if not torch.equal(boxes, boxes.round()):
-            raise TypeError(f"{name} must hold integer pixel coordinates")
-    boxes = boxes.long()
-    x0, y0, x1, y1 = boxes.unbind(1)
+    if boxes.dtype == torch.bool or (boxes.is_floating_point() and not torch.equal(boxes, boxes.round())):
+        raise TypeError(f"{name} must hold integer pixel coordinates, got dtype {boxes.dtype}")
+    x0, y0, x1, y1 = boxes.unbind(1)      # checked before the int64 conversion, which would wrap huge values
     if ((x0 < 0) | (y0 < 0) | (x1 > W) | (y1 > H) | (x1 < x0) | (y1 < y0)).any():
         raise ValueError(f"{name} must satisfy 0 <= x0 <= x1 <= W={W} and 0 <= y0 <= y1 <= H={H} "
                          "(x1, y1 exclusive)")
-    return boxes
+    return boxes.long()
 
 
 def boxes_to_masks(boxes: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -81,22 +85,6 @@ def boxes_to_masks(boxes: torch.Tensor, H: int, W: int) -> torch.Tensor:
     xs = torch.arange(W)[None, None, :]
     x0, y0, x1, y1 = (boxes[:, k, None, None] for k in range(4))
     return (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
-
-
-def check_fraction(value, name: str, low: float = 0.0, high: float = 1.0) -> float:
-    """A real number in ``[low, high]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number in [{low}, {high}], got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and low <= value <= high):
-        raise ValueError(f"{name} must be in [{low}, {high}], got {value!r}")
-    return value
-
-
-def check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -109,46 +97,49 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
 
 
 def check_output(output: str) -> str:
-    if output not in OUTPUTS:
-        raise ValueError(f"output must be one of {OUTPUTS} (softmax probability or pre-softmax score), "
-                         f"got {output!r}")
-    return output
+    """The kind of score: ``"softmax"`` (probability) or ``"logit"`` (pre-softmax score)."""
+    return as_choice(output, "output", OUTPUTS)
 
 
-def class_scores(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, output: str = "softmax") -> torch.Tensor:
-    """One forward pass, no gradients: the ``(N,)`` softmax probability (or logit) of ``classes`` (N,)."""
+def model_scores(model: nn.Module, x: torch.Tensor, logits=None) -> torch.Tensor:
+    """One forward pass, no gradients: the ``(B, classes)`` class scores, found in a structured output by
+    ``logits`` (`xai_ref.inputs.class_logits`)."""
     with torch.no_grad(), Hooks(model):
-        out = model(fast_layout(x))
+        out = class_logits(model(fast_layout(x)), logits)
     if out.dim() != 2:
         raise ValueError(f"the metrics need (B, classes) scores from the model, got output shape {tuple(out.shape)}")
+    return out
+
+
+def class_scores(model: nn.Module, x: torch.Tensor, classes: torch.Tensor, output: str = "softmax",
+                 logits=None) -> torch.Tensor:
+    """One forward pass, no gradients: the ``(N,)`` softmax probability (or logit) of ``classes`` (N,)."""
+    out = model_scores(model, x, logits)
     if output == "softmax":
         out = out.softmax(1)
     return out.gather(1, classes[:, None].to(out.device))[:, 0]
 
 
 def batched_scores(model: nn.Module, make, n: int, classes: torch.Tensor, output: str, batch_size: int,
-                   bar=None) -> torch.Tensor:
+                   bar=None, logits=None) -> torch.Tensor:
     """Scores of ``n`` perturbed images built ``batch_size`` at a time: ``make(start, stop)`` returns the
     images ``start:stop`` ``(stop-start,C,H,W)`` and ``classes`` (n,) their target classes."""
     parts = []
     for start in range(0, n, batch_size):
         stop = min(n, start + batch_size)
-        parts.append(class_scores(model, make(start, stop), classes[start:stop], output))
+        parts.append(class_scores(model, make(start, stop), classes[start:stop], output, logits))
         if bar is not None:
             bar.update(stop - start)
     return torch.cat(parts)
 
 
-def resolve_target(model: nn.Module, x: torch.Tensor, target, maps=None) -> torch.Tensor:
+def resolve_target(model: nn.Module, x: torch.Tensor, target, maps=None, logits=None) -> torch.Tensor:
     """The ``(B,)`` classes to evaluate: ``target`` if given, else the classes a `Trace` explained, else the
-    model's predictions on ``x``."""
+    model's predictions on ``x``. ``logits``: where the class scores are in a structured output."""
     check_batch(model, x)
     if target is None and isinstance(maps, Trace) and isinstance(maps.meta.get("target"), torch.Tensor):
         target = maps.meta["target"]
-    with torch.no_grad(), Hooks(model):
-        out = model(x if target is None else x[:1])      # a given target needs only the number of classes
-    if out.dim() != 2:
-        raise ValueError(f"the metrics need (B, classes) scores from the model, got output shape {tuple(out.shape)}")
+    out = model_scores(model, x if target is None else x[:1], logits)  # a given target needs only the class count
     return target_classes(target, x.shape[0], out.shape[1],
                           default=out.argmax(1) if target is None else None).to(x.device)
 
