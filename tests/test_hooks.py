@@ -88,21 +88,34 @@ def test_captured_activation_not_overwritten_by_inplace_relu():
     assert dA.shape == conv_out.shape
 
 
-def test_in_place_change_after_capture_is_reported():
-    class AddsInPlace(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 2, 1)
+class AddsInPlace(nn.Module):
+    """Changes a layer's output in place after the layer (as ``out += identity`` in a ResNet block, or
+    DenseNet's ``F.relu(features, inplace=True)``)."""
 
-        def forward(self, x):
-            a = self.conv(x)
-            a += 1
-            return a.sum((2, 3))
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 2, 1)
 
-    model = AddsInPlace()
+    def forward(self, x):
+        a = self.conv(x)
+        a += 1
+        return a.sum((2, 3))
+
+
+def test_named_layer_is_captured_before_a_later_in_place_change():
+    model, x = AddsInPlace(), torch.randn(1, 3, 4, 4)
     with Hooks(model, layers=["conv"]) as h:
-        model(torch.randn(1, 3, 4, 4))
-        with pytest.raises(ValueError, match="modified in place"):
+        y = model(h.watch(x))
+        (dA,) = torch.autograd.grad(y[:, 0].sum(), [h.A])
+    assert torch.equal(h.A, model.conv(x))                       # the conv's output, not the output + 1
+    assert torch.equal(dA, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 4, 4))
+    assert torch.equal(y, model(x))                              # the network itself computed the same
+
+
+def test_in_place_change_after_default_layer_is_reported():
+    with Hooks(AddsInPlace(), layers=[None]) as h:
+        h.model(torch.randn(1, 3, 4, 4))
+        with pytest.raises(ValueError, match=r"modified in place.*name the layer \(layer='conv'\)"):
             h.A
 
 

@@ -412,6 +412,9 @@ class Hooks:
             self.activations[name] = out
             self.inputs[name] = args[0] if args else None
             self._versions[name] = out._version if isinstance(out, torch.Tensor) else 0
+            if not spatial_only and isinstance(out, torch.Tensor):
+                return out.clone()  # the network goes on with a copy: an in-place op after the layer
+                                    # (DenseNet's F.relu(features, inplace=True)) cannot change the capture
         return hook
 
     def layer_name(self, i: int = 0) -> str:
@@ -438,7 +441,8 @@ class Hooks:
         out = self.activations[name]
         if isinstance(out, torch.Tensor) and out._version != self._versions[name]:
             raise ValueError(f"the output of layer {name!r} was modified in place after it was computed, "
-                             "so it is not the value the network used; pick the layer after that in-place op")
+                             "so it is not the value the network used; name the layer (layer="
+                             f"{split_call(name)[0]!r}): a named layer's output is kept as a copy")
         return out
 
     @property
