@@ -160,7 +160,7 @@ CASES = [
     ("attention-map-rank", gap_net, lambda m: xr.attention_map(torch.rand(4, 8, 8)), ValueError,
      r"activations \(B,C,h,w\)"),
     ("attention-map-p", gap_net, lambda m: xr.attention_map(torch.rand(1, 4, 8, 8), p=0), ValueError,
-     "p must be a positive number"),
+     r"p \(the paper uses 1, 2 or 4\) must be a finite number in \(0, 64\]"),
     ("attention-map-kind", gap_net, lambda m: xr.attention_map(torch.rand(1, 4, 8, 8), kind="mean"), ValueError,
      "kind must be one of"),
 ]

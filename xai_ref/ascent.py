@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import as_count, as_number, as_range, check_ascent_args, is_int
+from .checks import as_count, as_flag, as_number, as_range, as_seed, check_ascent_args, is_int
 from .gradients import Neuron, forward_backward
-from .inputs import check_batch
+from .inputs import check_batch, check_logits
 from .trace import Trace
 
 
@@ -53,7 +53,9 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
     """
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
-    seed, snapshot_every = as_count(seed, "seed", 0), as_count(snapshot_every, "snapshot_every")
+    seed, snapshot_every = as_seed(seed), as_count(snapshot_every, "snapshot_every")
+    progress = as_flag(progress, "progress")
+    check_logits(logits)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     param = next(model.parameters(), None)
@@ -62,18 +64,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     classes = None if isinstance(target, Neuron) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
     gen = torch.Generator().manual_seed(seed)
-    if isinstance(init, torch.Tensor):
-        if tuple(init.shape) not in (tuple(shape), (1, *shape), (n, *shape)):
-            raise ValueError(f"an init image must have shape {tuple(shape)} or ({n}, {', '.join(map(str, shape))}), "
-                             f"got {tuple(init.shape)}")
-        I = init.detach().to(param.dtype).expand(n, *shape).clone()  # continue from a given image
-    elif init == "zeros":
-        I = torch.zeros(n, *shape, dtype=param.dtype)
-    elif init == "random":
-        I = 0.01 * torch.randn(n, *shape, generator=gen, dtype=param.dtype)
-    else:
-        raise ValueError(f"init must be 'zeros', 'random' or an image tensor of shape {tuple(shape)}, got {init!r}")
-    I = I.clamp(*pixel_range).to(param.device)
+    I = _start(init, n, tuple(shape), gen, param.dtype).clamp(*pixel_range).to(param.device)
     t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
                                    "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
     t.add("I0", r"I_0 = 0", "the starting image", I.clone())
@@ -103,6 +94,23 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     return t
 
 
+def _start(init, n: int, shape: tuple, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """The starting images (n,C,H,W) of `class_model` (see its ``init``)."""
+    if isinstance(init, torch.Tensor):
+        if tuple(init.shape) not in (shape, (1, *shape), (n, *shape)):
+            raise ValueError(f"an init image must have shape {shape} or ({n}, {', '.join(map(str, shape))}), "
+                             f"got {tuple(init.shape)}")
+        if not (init.is_floating_point() and torch.isfinite(init).all()):
+            raise ValueError(f"an init image must hold finite floating-point pixels, got dtype {init.dtype}"
+                             + ("" if not init.is_floating_point() else " with NaN or infinite values"))
+        return init.detach().to(dtype).expand(n, *shape).clone()  # continue from a given image
+    if isinstance(init, str) and init == "zeros":
+        return torch.zeros(n, *shape, dtype=dtype)
+    if isinstance(init, str) and init == "random":
+        return 0.01 * torch.randn(n, *shape, generator=gen, dtype=dtype)
+    raise ValueError(f"init must be 'zeros', 'random' or an image tensor of shape {shape}, got {init!r}")
+
+
 def _classes(target, n: int) -> list[int]:
     """``target`` as a list of classes: an int repeated n times, or a sequence of ints as it is."""
     if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
@@ -130,6 +138,8 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     """
     check_batch(model, x)
     max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)
+    progress = as_flag(progress, "progress")
+    check_logits(logits)
     if pixel_range is not None:
         pixel_range = as_range(pixel_range, "pixel_range")
     I = x.detach().clone()

@@ -11,20 +11,32 @@ from typing import Sequence
 
 import torch
 
+from .checks import MAX_P, as_choice, as_number
 from .trace import Trace
 
 KINDS = ("sum", "max")
 
 
+def _check_activations(A, name: str) -> None:
+    """``A`` must be a floating-point tensor of activations (B,C,h,w)."""
+    if not isinstance(A, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor of activations (B,C,h,w), got {type(A).__name__}")
+    if A.dim() != 4 or 0 in A.shape:
+        raise ValueError(f"{name} must be activations (B,C,h,w), got shape {tuple(A.shape)}")
+    if not A.is_floating_point():
+        raise TypeError(f"{name} must be floating-point activations, got dtype {A.dtype}")
+
+
+def _check_p(p) -> None:
+    """The exponent p of the attention map: a number in (0, MAX_P]."""
+    as_number(p, "p (the paper uses 1, 2 or 4)", 0, MAX_P, low_open=True)
+
+
 def attention_map(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Tensor:
     """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w)."""
-    if not isinstance(A, torch.Tensor) or A.dim() != 4:
-        raise ValueError(f"A must be activations (B,C,h,w), got "
-                         f"{tuple(A.shape) if isinstance(A, torch.Tensor) else type(A).__name__}")
-    if not (isinstance(p, (int, float)) and p > 0):
-        raise ValueError(f"p must be a positive number (the paper uses 1, 2 or 4), got {p!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    _check_activations(A, "A")
+    _check_p(p)
+    as_choice(kind, "kind", KINDS)
     Q = A.abs().pow(p)
     return Q.sum(1) if kind == "sum" else Q.amax(1)
 
@@ -35,14 +47,26 @@ def normalised_attention(A: torch.Tensor, p: float = 2, kind: str = "sum") -> to
     return Q / Q.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
 
+def _as_list(v, name: str) -> list[torch.Tensor]:
+    """One tensor or a list / tuple of tensors (one per depth) as a list."""
+    if isinstance(v, torch.Tensor):
+        return [v]
+    if not isinstance(v, (list, tuple)) or not v:
+        raise TypeError(f"{name} must be activations (B,C,h,w) or a non-empty list of them (one per depth), "
+                        f"got {v!r}")
+    return list(v)
+
+
 def _pairs(student, teacher) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    student = [student] if isinstance(student, torch.Tensor) else list(student)
-    teacher = [teacher] if isinstance(teacher, torch.Tensor) else list(teacher)
+    """Matching (student, teacher) activations, checked: the same batch and spatial size in each pair."""
+    student, teacher = _as_list(student, "student"), _as_list(teacher, "teacher")
     if len(student) != len(teacher):
         raise ValueError(f"got {len(student)} student and {len(teacher)} teacher activations; pass one per "
                          "matching depth (e.g. the output of each group)")
     for j, (S, T) in enumerate(zip(student, teacher)):
-        if S.dim() != 4 or T.dim() != 4 or S.shape[0] != T.shape[0] or S.shape[2:] != T.shape[2:]:
+        _check_activations(S, f"student (pair {j})")
+        _check_activations(T, f"teacher (pair {j})")
+        if S.shape[0] != T.shape[0] or S.shape[2:] != T.shape[2:]:
             raise ValueError(f"pair {j}: student {tuple(S.shape)} and teacher {tuple(T.shape)} must be (B,C,h,w) "
                              "with the same batch and spatial size (channels may differ); interpolate one first")
     return list(zip(student, teacher))
@@ -59,13 +83,20 @@ def at_loss(student: Sequence[torch.Tensor] | torch.Tensor, teacher: Sequence[to
     cancels). Multiply by ``beta/2`` (the paper uses beta = 1000) when adding it to the training loss.
     The teacher's maps are treated as constants.
     """
+    _check_p(p)
     return sum(((normalised_attention(S, p) - normalised_attention(T.detach(), p)) ** 2).mean()
                for S, T in _pairs(student, teacher))
 
 
 def attention_transfer(student: torch.Tensor, teacher: torch.Tensor, p: float = 2, kind: str = "sum") -> Trace:
     """The attention-transfer equation for one pair of layers, term by term (for stepping through)."""
-    (S, T), = _pairs(student, teacher)
+    pairs = _pairs(student, teacher)
+    if len(pairs) != 1:
+        raise ValueError(f"attention_transfer steps through one pair of layers; got {len(pairs)} student and "
+                         "teacher activations (at_loss sums over several)")
+    (S, T), = pairs
+    _check_p(p)
+    as_choice(kind, "kind", KINDS)
     t = Trace("attention_transfer", meta={"p": p, "kind": kind})
     t.add("A_S", r"A_S \in \mathbb{R}^{C_S \times h \times w}", "student activations", S.detach())
     t.add("A_T", r"A_T \in \mathbb{R}^{C_T \times h \times w}", "teacher activations", T.detach())

@@ -40,6 +40,9 @@ def as_count(v, name: str, low: int = 1, high: int | None = None) -> int:
 #: would otherwise fail deep inside torch.
 MAX_SIZE = 2**16
 
+#: The largest exponent p of an attention map: |A|^p overflows float32 for p much above this.
+MAX_P = 64
+
 #: The largest seed a torch.Generator takes (and any NumPy generator).
 MAX_SEED = 2**63 - 1
 

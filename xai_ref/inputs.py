@@ -90,6 +90,13 @@ def as_fill(value, name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
                          f"or a tensor of shape (C,1,1) or {tuple(shape)}") from None
 
 
+def check_logits(logits) -> None:
+    """``logits`` must be None, an int index or a str key / attribute name (see `class_logits`)."""
+    if logits is not None and not (isinstance(logits, str) or is_int(logits)):
+        raise TypeError(f"logits must be an int index or a str key / attribute name of the model's output, "
+                        f"got {type(logits).__name__}")
+
+
 def class_logits(output, logits=None, required: bool = True) -> torch.Tensor | None:
     """The ``(B, classes)`` class scores in a model's output.
 
@@ -99,9 +106,7 @@ def class_logits(output, logits=None, required: bool = True) -> torch.Tensor | N
     or attribute name. ``required=False`` returns None instead of raising when it is not said (a callable
     target needs no class scores).
     """
-    if logits is not None and not (isinstance(logits, str) or is_int(logits)):
-        raise TypeError(f"logits must be an int index or a str key / attribute name of the model's output, "
-                        f"got {type(logits).__name__}")
+    check_logits(logits)
     if logits is None:
         if isinstance(output, torch.Tensor):
             return output

@@ -14,9 +14,14 @@ from ..trace import Trace
 OUTPUTS = ("softmax", "logit")
 
 
-def as_tensor(value, name: str, what: str) -> torch.Tensor:
-    """``value`` (a tensor or a NumPy array of real numbers or bools) as a tensor; ``what`` describes the
-    expected shape for the message."""
+def as_tensor(value, name: str, what: str, lists: bool = False) -> torch.Tensor:
+    """``value`` (a tensor or a NumPy array of real numbers or bools; also a nested list or tuple with
+    ``lists``) as a tensor; ``what`` describes the expected shape for the message."""
+    if lists and isinstance(value, (list, tuple)):
+        try:
+            value = np.asarray(value)
+        except ValueError:
+            raise ValueError(f"{name} must be {what}; its rows have different lengths") from None
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise TypeError(f"{name} must be {what} of numbers, got an array of dtype {value.dtype}")

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ._common import as_boxes, as_maps, as_masks, boxes_to_masks, check_fraction, minmax
+from ..checks import as_count, as_number
+from ..inputs import INT_DTYPES
+from ._common import as_boxes, as_maps, as_masks, as_tensor, boxes_to_masks, minmax
 
 #: 8-connectivity: diagonal neighbours belong to the same component.
 EIGHT = np.ones((3, 3), dtype=bool)
@@ -20,6 +22,9 @@ EIGHT = np.ones((3, 3), dtype=bool)
 
 def largest_component(region: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a bool ``(H,W)`` region (ties: the first in raster order)."""
+    if not (isinstance(region, np.ndarray) and region.ndim == 2 and region.dtype == bool):
+        raise TypeError(f"region must be a bool NumPy array (H,W), got "
+                        f"{f'{region.dtype} {region.shape}' if isinstance(region, np.ndarray) else type(region).__name__}")
     labels, n = ndimage.label(region, structure=EIGHT)
     if n == 0:
         return np.zeros_like(region, dtype=bool)
@@ -37,7 +42,7 @@ def threshold_boxes(maps, fraction: float = 0.20) -> torch.Tensor:
     al., sec. 4.1). A constant map keeps no pixel (for ``fraction > 0``) and gets the empty box (0,0,0,0).
     """
     maps = as_maps(maps)
-    fraction = check_fraction(fraction, "fraction")
+    fraction = as_number(fraction, "fraction", 0, 1)
     keep = (minmax(maps) >= fraction).cpu().numpy()
     if fraction > 0:
         keep &= (maps.flatten(1).max(1).values > maps.flatten(1).min(1).values).cpu().numpy()[:, None, None]
@@ -55,16 +60,25 @@ def box_iou(a, b) -> torch.Tensor:
 
     ``IoU = |a ∩ b| / |a ∪ b|``, areas counted in pixels; 0 when both boxes are empty.
     """
-    a, b = torch.as_tensor(a).long(), torch.as_tensor(b).long()
-    if a.shape != b.shape or a.dim() != 2 or a.shape[1] != 4:
-        raise ValueError(f"box_iou needs two (B,4) box tensors of the same shape, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
+    a, b = (_pixel_boxes(v, name) for v, name in ((a, "a"), (b, "b")))
+    if a.shape != b.shape:
+        raise ValueError(f"box_iou needs a and b of the same shape (B,4), got {tuple(a.shape)} and {tuple(b.shape)}")
     w = (torch.minimum(a[:, 2], b[:, 2]) - torch.maximum(a[:, 0], b[:, 0])).clamp(min=0)
     h = (torch.minimum(a[:, 3], b[:, 3]) - torch.maximum(a[:, 1], b[:, 1])).clamp(min=0)
     inter = (w * h).double()
     area = lambda r: ((r[:, 2] - r[:, 0]).clamp(min=0) * (r[:, 3] - r[:, 1]).clamp(min=0)).double()  # noqa: E731
     union = area(a) + area(b) - inter
     return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros((), dtype=torch.float64))
+
+
+def _pixel_boxes(boxes, name: str) -> torch.Tensor:
+    """``boxes`` (a (B,4) tensor, array or nested list of integer pixel coordinates) as an int64 tensor."""
+    boxes = as_tensor(boxes, name, "a (B,4) tensor, array or list of (x0, y0, x1, y1) boxes", lists=True)
+    if boxes.dim() != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name} must have shape (B,4) (one (x0, y0, x1, y1) box per row), got {tuple(boxes.shape)}")
+    if boxes.dtype not in INT_DTYPES:
+        raise TypeError(f"{name} must hold integer pixel coordinates, got dtype {boxes.dtype}")
+    return boxes.long()
 
 
 @dataclass
@@ -89,7 +103,7 @@ def localization(maps, boxes, fraction: float = 0.20, iou_threshold: float = 0.5
     """
     maps = as_maps(maps)
     gt = as_boxes(boxes, tuple(maps.shape))
-    iou_threshold = check_fraction(iou_threshold, "iou_threshold")
+    iou_threshold = as_number(iou_threshold, "iou_threshold", 0, 1)
     pred = threshold_boxes(maps, fraction)
     iou = box_iou(pred, gt)
     correct = iou >= iou_threshold
@@ -116,7 +130,7 @@ def energy_pointing(maps, region) -> torch.Tensor:
 
 def default_tolerance(size: int) -> float:
     """Zhang et al.'s 15-pixel tolerance at 224 px, scaled to an image of ``size`` pixels: ``15 size / 224``."""
-    return 15.0 * size / 224.0
+    return 15.0 * as_count(size, "size") / 224.0
 
 
 @dataclass
@@ -134,6 +148,16 @@ class Pointing:
     overall: float
 
 
+def _labels(labels, B: int) -> torch.Tensor:
+    """``labels`` (a sequence, array or tensor of B integer classes) as an int64 tensor."""
+    labels = as_tensor(labels, "labels", f"one class per map ({B},)", lists=True).cpu()
+    if labels.shape != (B,):
+        raise ValueError(f"labels must have one class per map, shape ({B},), got {tuple(labels.shape)}")
+    if labels.dtype not in INT_DTYPES:
+        raise TypeError(f"labels must be integer classes, got dtype {labels.dtype}")
+    return labels.long()
+
+
 def pointing_game(maps, masks, labels=None, tolerance: float | None = None) -> Pointing:
     """The pointing game (Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016).
 
@@ -149,12 +173,8 @@ def pointing_game(maps, masks, labels=None, tolerance: float | None = None) -> P
     masks = as_masks(masks, (B, H, W)).cpu()
     if tolerance is None:
         tolerance = default_tolerance(H)
-    tolerance = check_fraction(tolerance, "tolerance", 0.0, float(np.hypot(H, W)))
-    if labels is None:
-        labels = torch.zeros(B, dtype=torch.long)
-    labels = torch.as_tensor(labels).cpu()
-    if labels.shape != (B,):
-        raise ValueError(f"labels must have one class per map, shape ({B},), got {tuple(labels.shape)}")
+    tolerance = as_number(tolerance, "tolerance", 0.0, float(np.hypot(H, W)))
+    labels = torch.zeros(B, dtype=torch.long) if labels is None else _labels(labels, B)
     if not masks.flatten(1).any(1).all():
         raise ValueError("every mask must contain at least one pixel (an object to point at)")
 

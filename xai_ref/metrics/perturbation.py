@@ -21,10 +21,13 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..inputs import check_batch, where_fast
-from ._common import (as_maps, batched_scores, check_output, check_positive_int, class_scores, minmax,
-                      resolve_target, upsample_to)
+from ..checks import as_count, as_flag, as_number, as_range, as_seed
+from ..inputs import as_fill, check_batch, where_fast
+from ._common import as_maps, as_tensor, batched_scores, check_output, minmax, resolve_target, upsample_to
 from .similarity import spearman
+
+#: The largest Gaussian blur (std, px) accepted: a blur far wider than any image is a typo.
+MAX_SIGMA = 1e4
 
 
 def auc(scores, fraction=None) -> torch.Tensor:
@@ -33,12 +36,12 @@ def auc(scores, fraction=None) -> torch.Tensor:
     ``AUC = sum_k (f_{k+1} - f_k) (s_k + s_{k+1}) / 2`` over the x values ``fraction`` (default: evenly
     spaced in [0, 1]). A straight line from 0 to 1 has AUC 0.5; a constant 1 has AUC 1.
     """
-    scores = torch.as_tensor(scores, dtype=torch.float64)
+    scores = _curve(scores, "scores", "a curve (S,) or curves (B,S)")
     if scores.dim() not in (1, 2) or scores.shape[-1] < 2:
         raise ValueError(f"scores must be a curve (S,) or curves (B,S) with S >= 2 points, got {tuple(scores.shape)}")
     S = scores.shape[-1]
-    fraction = torch.linspace(0, 1, S, dtype=torch.float64) if fraction is None else torch.as_tensor(
-        fraction, dtype=torch.float64)
+    fraction = torch.linspace(0, 1, S, dtype=torch.float64) if fraction is None else _curve(
+        fraction, "fraction", f"x values ({S},)")
     if fraction.shape != (S,):
         raise ValueError(f"fraction must have one x value per point, shape ({S},), got {tuple(fraction.shape)}")
     if (fraction.diff() < 0).any():
@@ -46,10 +49,22 @@ def auc(scores, fraction=None) -> torch.Tensor:
     return torch.trapezoid(scores, fraction, dim=-1)
 
 
+def _curve(values, name: str, what: str) -> torch.Tensor:
+    """``values`` (a sequence, array or tensor of finite numbers) as a float64 tensor."""
+    values = as_tensor(values, name, f"{what} (a tensor, array or list)", lists=True).detach().cpu().double()
+    if not torch.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return values
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Each channel of ``x`` (B,C,H,W) blurred by a Gaussian of std ``sigma`` px (kernel radius 3 sigma,
-    edges replicated, so it works at any image size)."""
-    if sigma <= 0:
+    edges replicated, so it works at any image size; ``sigma`` = 0 returns a copy)."""
+    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()):
+        raise TypeError(f"x must be a floating-point tensor (B,C,H,W), got "
+                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    sigma = as_number(sigma, "sigma", 0, MAX_SIGMA)
+    if sigma == 0:
         return x.clone()
     r = max(1, math.ceil(3 * sigma))
     k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma**2))
@@ -57,16 +72,6 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     C = x.shape[1]
     x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
-
-
-def _fill(value, x: torch.Tensor, name: str) -> torch.Tensor:
-    """``value`` (a number or a tensor broadcastable to x) as a (B,C,H,W) tensor like ``x``."""
-    value = torch.as_tensor(value, dtype=x.dtype, device=x.device)
-    try:
-        return value.expand_as(x)
-    except RuntimeError:
-        raise ValueError(f"{name} must be a number or a tensor broadcastable to the batch {tuple(x.shape)}, "
-                         f"got shape {tuple(value.shape)}") from None
 
 
 def _pixel_rank(maps: torch.Tensor) -> torch.Tensor:
@@ -94,7 +99,7 @@ def _mix(image_of_row: torch.Tensor, changed: torch.Tensor, new: torch.Tensor, o
 
 
 def _stepwise_scores(model, classes, new, old, n_steps: int, changed, desc: str, output: str, batch_size: int,
-                     progress: bool) -> torch.Tensor:
+                     progress: bool, logits) -> torch.Tensor:
     """The class score of every image b after every step k = 0..n_steps-1, ``(B, n_steps)`` float64: the
     image is ``old[b]`` with the pixels ``changed(b, k)`` (rows of image and step indices -> (n, H*W) bool)
     taken from ``new[b]``, built and scored ``batch_size`` at a time."""
@@ -107,7 +112,7 @@ def _stepwise_scores(model, classes, new, old, n_steps: int, changed, desc: str,
         return _mix(b, changed(b, k).view(-1, 1, H, W), new, old)
 
     with tqdm(total=B * n_steps, desc=desc, disable=not progress) as bar:
-        scores = batched_scores(model, make, B * n_steps, classes[b_of], output, batch_size, bar)
+        scores = batched_scores(model, make, B * n_steps, classes[b_of], output, batch_size, bar, logits)
     return scores.view(B, n_steps).cpu().double()
 
 
@@ -127,24 +132,24 @@ class Curves:
         return float(self.auc.mean())
 
 
-def _pixel_curves(kind, model, x, maps, target, step, start, end, output, batch_size, progress) -> Curves:
+def _pixel_curves(kind, model, x, maps, target, step, start, end, output, batch_size, progress, logits) -> Curves:
     B, C, H, W = x.shape
     N = H * W
-    step = W if step is None else check_positive_int(step, "step")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    classes = resolve_target(model, x, target, maps)
+    step = W if step is None else as_count(step, "step")
+    batch_size, progress = as_count(batch_size, "batch_size"), as_flag(progress, "progress")
+    classes = resolve_target(model, x, target, maps, logits)
     m = upsample_to(as_maps(maps, batch=B), (H, W)).to(x.device)
     rank = _pixel_rank(m)                                                    # (B,N)
     S = math.ceil(N / step)
     counts = (torch.arange(S + 1, device=x.device) * step).clamp(max=N)    # pixels changed after k steps
     scores = _stepwise_scores(model, classes, end, start, S + 1, lambda b, k: rank[b] < counts[k][:, None], kind,
-                              output, batch_size, progress)
+                              output, batch_size, progress, logits)
     fraction = counts.cpu().double() / N
     return Curves(kind, fraction, scores, auc(scores, fraction), classes.cpu())
 
 
 def deletion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | None = None, baseline=0.0,
-             output: str = "softmax", batch_size: int = 256, progress: bool = False) -> Curves:
+             output: str = "softmax", batch_size: int = 256, progress: bool = False, logits=None) -> Curves:
     """Deletion curve and AUC (Petsiuk et al., RISE, BMVC 2018; lower is better).
 
     Sort the pixels by decreasing map value (``maps`` (B,h,w) or a Trace, upsampled to the image size if
@@ -154,16 +159,17 @@ def deletion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | N
     ``AUC = trapezoid(scores, fraction)`` with ``fraction_k = min(k step, N) / N`` in [0, 1]. A good
     map makes the probability fall fast: a small AUC. ``step`` defaults to one row (W pixels; RISE used
     224 at 224x224). ``target``: None (the Trace's classes, else the prediction), int or (B,) classes.
+    ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
     check_output(output)
-    return _pixel_curves("deletion", model, x, maps, target, step, x, _fill(baseline, x, "baseline"), output,
-                         batch_size, progress)
+    return _pixel_curves("deletion", model, x, maps, target, step, x, as_fill(baseline, "baseline", x.shape, x),
+                         output, batch_size, progress, logits)
 
 
 def insertion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | None = None, start=None,
               blur_sigma: float = 5.0, output: str = "softmax", batch_size: int = 256,
-              progress: bool = False) -> Curves:
+              progress: bool = False, logits=None) -> Curves:
     """Insertion curve and AUC (Petsiuk et al., RISE, BMVC 2018; higher is better).
 
     Start from a blurred copy of the image (``start=None``: a Gaussian blur of std ``blur_sigma`` px, as
@@ -171,16 +177,13 @@ def insertion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | 
     order of decreasing map value, ``step`` pixels at a time: ``x_k`` has the first ``min(k step, N)``
     pixels of x and the rest from ``start``. ``scores[b,k] = p_c(x_k)``,
     ``AUC = trapezoid(scores, fraction)``. A good map makes the probability rise fast: a large AUC.
+    ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
     check_output(output)
-    if start is None:
-        if not (isinstance(blur_sigma, (int, float)) and blur_sigma >= 0):
-            raise ValueError(f"blur_sigma must be a number >= 0, got {blur_sigma!r}")
-        begin = gaussian_blur(x, float(blur_sigma))
-    else:
-        begin = _fill(start, x, "start")
-    return _pixel_curves("insertion", model, x, maps, target, step, begin, x, output, batch_size, progress)
+    blur_sigma = as_number(blur_sigma, "blur_sigma", 0, MAX_SIGMA)
+    begin = gaussian_blur(x, blur_sigma) if start is None else as_fill(start, "start", x.shape, x)
+    return _pixel_curves("insertion", model, x, maps, target, step, begin, x, output, batch_size, progress, logits)
 
 
 @dataclass
@@ -204,7 +207,8 @@ def explanation_images(x: torch.Tensor, maps) -> torch.Tensor:
     return x * minmax(m)[:, None]
 
 
-def average_drop(model: nn.Module, x: torch.Tensor, maps, target=None, batch_size: int = 256) -> Confidence:
+def average_drop(model: nn.Module, x: torch.Tensor, maps, target=None, batch_size: int = 256,
+                 logits=None) -> Confidence:
     """Average Drop % and Increase in Confidence (Chattopadhay et al., Grad-CAM++, WACV 2018, sec. 5.1).
 
     With ``E^c = x ⊙ norm(up(L^c))`` (`explanation_images`), ``Y^c_i`` the softmax score of class c on
@@ -215,17 +219,15 @@ def average_drop(model: nn.Module, x: torch.Tensor, maps, target=None, batch_siz
     ``% Increase in Confidence = 100/N sum_i 1[Y^c_i < O^c_i]``       (higher is better)
 
     Scores are softmax probabilities (the ratio needs ``Y > 0``). ``target``: None (the Trace's classes,
-    else the prediction), int or (B,) classes.
+    else the prediction), int or (B,) classes. ``logits``: where the class scores are in a structured output.
     """
     check_batch(model, x)
-    output = "softmax"
-    batch_size = check_positive_int(batch_size, "batch_size")
-    classes = resolve_target(model, x, target, maps)
+    batch_size = as_count(batch_size, "batch_size")
+    classes = resolve_target(model, x, target, maps, logits)
     E = explanation_images(x, maps)
-    Y = torch.cat([class_scores(model, x[i:i + batch_size], classes[i:i + batch_size], output)
-                   for i in range(0, len(x), batch_size)]).cpu().double()
-    O = torch.cat([class_scores(model, E[i:i + batch_size], classes[i:i + batch_size], output)  # noqa: E741
-                   for i in range(0, len(x), batch_size)]).cpu().double()
+    Y = batched_scores(model, lambda i, j: x[i:j], len(x), classes, "softmax", batch_size, logits=logits)
+    O = batched_scores(model, lambda i, j: E[i:j], len(x), classes, "softmax", batch_size, logits=logits)  # noqa: E741
+    Y, O = Y.cpu().double(), O.cpu().double()  # noqa: E741
     drop = torch.where(Y > 0, (Y - O).clamp(min=0) / Y.clamp(min=torch.finfo(Y.dtype).tiny), 0.0)
     increase = Y < O
     return Confidence(Y, O, drop, increase, 100 * float(drop.mean()), 100 * float(increase.double().mean()))
@@ -250,7 +252,7 @@ class MoRF:
 
 def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, region: int = 4,
                         steps: int | None = 100, value_range=(0.0, 1.0), seed: int = 0,
-                        output: str = "softmax", batch_size: int = 256, progress: bool = False) -> MoRF:
+                        output: str = "softmax", batch_size: int = 256, progress: bool = False, logits=None) -> MoRF:
     """Region perturbation, most relevant first, and AOPC (Samek et al., IEEE TNNLS 2017, sec. III).
 
     Tile the image into non-overlapping ``region`` x ``region`` squares (edge squares may be smaller; the
@@ -262,47 +264,49 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, re
     None: every region):
 
     ``AOPC = 1/(L+1) sum_{k=0}^{L} (f(x^(0)) - f(x^(k)))``   (per image; higher = more faithful).
+    ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
     check_output(output)
-    region = check_positive_int(region, "region")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    lo, hi = value_range
-    if not lo < hi:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
     B, C, H, W = x.shape
+    region = as_count(region, "region")
     if region > min(H, W):
         raise ValueError(f"region {region} is larger than the image {(H, W)}")
-    classes = resolve_target(model, x, target, maps)
+    steps = None if steps is None else as_count(steps, "steps")
+    batch_size, progress = as_count(batch_size, "batch_size"), as_flag(progress, "progress")
+    lo, hi = as_range(value_range, "value_range")
+    seed = as_seed(seed)
+    classes = resolve_target(model, x, target, maps, logits)
     m = upsample_to(as_maps(maps, batch=B), (H, W)).to(x.device, x.dtype)
     relevance = F.avg_pool2d(m[:, None], region, ceil_mode=True, divisor_override=1)[:, 0]  # (B,gh,gw) sums
     gh, gw = relevance.shape[1:]
     R = gh * gw
-    L = R if steps is None else min(check_positive_int(steps, "steps"), R)
+    L = R if steps is None else min(steps, R)
     order = torch.argsort(-relevance.flatten(1), dim=1, stable=True)       # (B,R) most relevant first
     region_rank = torch.empty_like(order)
     region_rank.scatter_(1, order, torch.arange(R, device=x.device).expand_as(order))
     cell = ((torch.arange(H, device=x.device) // region)[:, None] * gw
             + (torch.arange(W, device=x.device) // region)[None, :]).flatten()   # (N,) region of each pixel
     pixel_rank = region_rank[:, cell]                                       # (B,N)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(seed)
     noise = (lo + (hi - lo) * torch.rand(x.shape, generator=gen, dtype=x.dtype)).to(x.device)
     scores = _stepwise_scores(model, classes, noise, x, L + 1, lambda b, k: pixel_rank[b] < k[:, None], "MoRF",
-                              output, batch_size, progress)
+                              output, batch_size, progress, logits)
     drop = scores[:, :1] - scores
     return MoRF(scores, drop, drop.mean(1), classes.cpu(), order.cpu())
 
 
 def occlusion_faithfulness(model: nn.Module, x: torch.Tensor, maps, target=None, occlusion_maps=None,
                            window: int = 8, stride: int = 4, baseline=0.0, batch_size: int = 256,
-                           progress: bool = False) -> torch.Tensor:
+                           progress: bool = False, logits=None) -> torch.Tensor:
     """Faithfulness as in Grad-CAM (Selvaraju et al., ICCV 2017, sec. 5.3): the Spearman rank correlation
     of each map with the occlusion map of the same class, ``(B,)``.
 
     ``rho_b = spearman(M_b, O_b)`` over all pixels, ``O`` = `xai_ref.occlusion` (a ``window`` square of
     ``baseline``, moved by ``stride``: the mean score drop of the windows covering each pixel). Pass
     ``occlusion_maps`` (B,H,W) to reuse ones already computed. Higher = the map ranks pixels the way the
-    model's own sensitivity to occluding them does.
+    model's own sensitivity to occluding them does. ``logits``: where the class scores are in a
+    structured output (`xai_ref.inputs.class_logits`).
     """
     from ..occlusion import occlusion
 
@@ -310,9 +314,9 @@ def occlusion_faithfulness(model: nn.Module, x: torch.Tensor, maps, target=None,
     B, _, H, W = x.shape
     m = upsample_to(as_maps(maps, batch=B), (H, W))
     if occlusion_maps is None:
-        classes = resolve_target(model, x, target, maps)
+        classes = resolve_target(model, x, target, maps, logits)
         occlusion_maps = occlusion(model, x, classes, window=window, stride=stride, baseline=baseline,
-                                   batch_size=batch_size, progress=progress).map
+                                   batch_size=batch_size, progress=progress, logits=logits).map
     o = as_maps(occlusion_maps, "occlusion_maps", batch=B)
     if o.shape != m.shape:
         raise ValueError(f"occlusion_maps must have the image size {(B, H, W)}, got {tuple(o.shape)}")

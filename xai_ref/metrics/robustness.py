@@ -21,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import as_count, as_number, as_range, as_seed, is_int
 from ..hooks import Hooks
-from ..inputs import check_batch
-from ._common import as_maps, check_positive_int, resolve_target
+from ..inputs import check_batch, check_logits, class_logits
+from ._common import as_maps, model_scores, resolve_target
 from .similarity import spearman, ssim
 
 
@@ -42,6 +43,11 @@ class Transform:
         return self.map(torch.ones(shape, dtype=torch.float64, device=device)) >= 1 - 1e-6
 
 
+def _clamp(clamp) -> tuple[float, float] | None:
+    """The pixel range ``(low, high)`` to clamp images to, or None (no clamping)."""
+    return None if clamp is None else as_range(clamp, "clamp")
+
+
 def identity() -> Transform:
     """The identity: every similarity is 1 (a test of the machinery)."""
     return Transform("identity", lambda x: x.clone(), lambda m: m.clone())
@@ -50,11 +56,10 @@ def identity() -> Transform:
 def gaussian_noise(sigma: float, seed: int = 0, clamp=(0.0, 1.0)) -> Transform:
     """``T x = clamp(x + sigma * n, *clamp)`` with ``n ~ N(0, 1)`` per pixel and channel (seeded); the map
     stays: ``T M = M``. ``clamp=None`` for no clamping."""
-    if not (isinstance(sigma, (int, float)) and sigma >= 0):
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    sigma, seed, clamp = as_number(sigma, "sigma", 0), as_seed(seed), _clamp(clamp)
 
     def image(x):
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(seed)
         y = x + sigma * torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
         return y if clamp is None else y.clamp(*clamp)
 
@@ -82,8 +87,7 @@ def _rotate(t: torch.Tensor, degrees: float) -> torch.Tensor:
 
 def rotation(degrees: float) -> Transform:
     """Rotate the image and the map by ``degrees`` about the centre (bilinear; zeros outside)."""
-    if not (isinstance(degrees, (int, float)) and math.isfinite(degrees)):
-        raise ValueError(f"degrees must be a finite number, got {degrees!r}")
+    degrees = as_number(degrees, "degrees")
     return Transform(f"rotation({degrees:g} deg)", lambda x: _rotate(x, degrees), lambda m: _rotate(m, degrees))
 
 
@@ -101,30 +105,30 @@ def _shift(t: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 def translation(dx: int, dy: int) -> Transform:
     """Move the image and the map ``dx`` pixels right and ``dy`` down (whole pixels; zeros come in)."""
     for v, name in ((dx, "dx"), (dy, "dy")):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not is_int(v):
             raise TypeError(f"{name} must be a whole number of pixels (int), got {v!r}")
+    dx, dy = int(dx), int(dy)
     return Transform(f"translation({dx}, {dy})", lambda x: _shift(x, dx, dy), lambda m: _shift(m, dx, dy))
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, target=None, epsilon: float = 4 / 255, steps: int = 5,
-         clamp=(0.0, 1.0)) -> torch.Tensor:
+         clamp=(0.0, 1.0), logits=None) -> torch.Tensor:
     """Adversarial images by iterative FGSM (Goodfellow et al., ICLR 2015; Kurakin et al., ICLR 2017).
 
     ``x_0 = x``; ``x_{t+1} = clip_{x, eps}(x_t + (eps/steps) sign(grad_x CE(f(x_t), c)))``: step up the
     cross-entropy of the class c (the prediction, or ``target``), staying within ``epsilon`` of x in every
-    pixel (L-infinity) and inside ``clamp``. The model is left as it was.
+    pixel (L-infinity) and inside ``clamp`` (None: no clamping). The model is left as it was. ``logits``:
+    where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
-    steps = check_positive_int(steps, "steps")
-    if not (isinstance(epsilon, (int, float)) and epsilon >= 0):
-        raise ValueError(f"epsilon must be a number >= 0, got {epsilon!r}")
-    classes = resolve_target(model, x, target)
+    steps, epsilon, clamp = as_count(steps, "steps"), as_number(epsilon, "epsilon", 0), _clamp(clamp)
+    classes = resolve_target(model, x, target, logits=logits)
     alpha = epsilon / steps
-    adv = x.detach().clone()
-    with Hooks(model):
+    with torch.inference_mode(False), torch.enable_grad(), Hooks(model):   # gradients even inside torch.no_grad()
+        adv = x.detach().clone()
         for _ in range(steps):
             adv.requires_grad_(True)
-            loss = F.cross_entropy(model(adv), classes, reduction="sum")
+            loss = F.cross_entropy(class_logits(model(adv), logits), classes, reduction="sum")
             (g,) = torch.autograd.grad(loss, [adv])
             adv = adv.detach() + alpha * g.sign()
             adv = torch.minimum(torch.maximum(adv, x - epsilon), x + epsilon)
@@ -133,10 +137,15 @@ def fgsm(model: nn.Module, x: torch.Tensor, target=None, epsilon: float = 4 / 25
     return adv.detach()
 
 
-def adversarial(model: nn.Module, epsilon: float = 4 / 255, steps: int = 5, clamp=(0.0, 1.0)) -> Transform:
+def adversarial(model: nn.Module, epsilon: float = 4 / 255, steps: int = 5, clamp=(0.0, 1.0),
+                logits=None) -> Transform:
     """``T x = fgsm(model, x, epsilon=epsilon, steps=steps)`` against the model's own prediction; the map
     should stay: ``T M = M``."""
-    return Transform(f"adversarial(eps={epsilon:.4g})", lambda x: fgsm(model, x, None, epsilon, steps, clamp),
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    steps, epsilon, clamp = as_count(steps, "steps"), as_number(epsilon, "epsilon", 0), _clamp(clamp)
+    check_logits(logits)  # now, not at the first image
+    return Transform(f"adversarial(eps={epsilon:.4g})", lambda x: fgsm(model, x, None, epsilon, steps, clamp, logits),
                      lambda m: m.clone())
 
 
@@ -153,25 +162,30 @@ class Robustness:
 
 
 def robustness(model: nn.Module, x: torch.Tensor, method: Callable, transform: Transform,
-               target=None) -> Robustness:
+               target=None, logits=None) -> Robustness:
     """Similarity of the map of a transformed image to the transformed map (see the module docstring).
 
     ``method(model, x, target)`` returns a Trace or (B,H,W) maps at the image size (e.g. ``xr.grad_cam``).
     ``transform``: `identity`, `gaussian_noise`, `rotation`, `translation`, `adversarial` or your own
     `Transform`. ``target``: the class to explain (None: the prediction on the original image).
+    ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`); the
+    method needs it too, e.g. ``functools.partial(xr.grad_cam, logits="out")``.
     """
     check_batch(model, x)
+    if not callable(method):
+        raise TypeError(f"method must be a callable method(model, x, target) -> Trace or (B,H,W) map, got "
+                        f"{type(method).__name__}")
     if not isinstance(transform, Transform):
         raise TypeError(f"transform must be a metrics.Transform (e.g. rotation(10)), got {type(transform).__name__}")
-    classes = resolve_target(model, x, target)
+    classes = resolve_target(model, x, target, logits=logits)
     M = as_maps(method(model, x, classes), "the method's output", batch=x.shape[0])
     xt = transform.image(x)
-    if xt.shape != x.shape:
-        raise ValueError(f"transform.image must keep the batch shape {tuple(x.shape)}, got {tuple(xt.shape)}")
+    if not isinstance(xt, torch.Tensor) or xt.shape != x.shape:
+        raise ValueError(f"transform.image must return a tensor of the batch's shape {tuple(x.shape)}, got "
+                         f"{tuple(xt.shape) if isinstance(xt, torch.Tensor) else type(xt).__name__}")
     Mt = as_maps(method(model, xt, classes), "the method's output", batch=x.shape[0])
     ref = transform.map(M)
     valid = transform.valid(tuple(M.shape), M.device)
-    with torch.no_grad(), Hooks(model):
-        flipped = (model(xt).argmax(1) != classes).cpu()
+    flipped = (model_scores(model, xt, logits).argmax(1) != classes).cpu()
     return Robustness(transform.name, spearman(Mt.cpu(), ref.cpu(), mask=valid.cpu()),
                       ssim(Mt.cpu(), ref.cpu(), mask=valid.cpu()), valid.cpu(), flipped)

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import MAX_SEED, as_choice, as_flag, as_seed
 from ..inputs import check_batch
 from ._common import as_maps, resolve_target
 from .similarity import spearman, ssim
@@ -37,6 +38,8 @@ def randomizable_layers(model: nn.Module) -> list[str]:
     The order is the reverse of registration order, which is the forward order for an ``nn.Sequential``
     and for most models; pass ``layers=`` to `model_randomization` when yours differs.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     names = [name for name, m in model.named_modules() if any(True for _ in m.parameters(recurse=False))]
     return names[::-1]
 
@@ -48,6 +51,11 @@ def randomize_layer(module: nn.Module, seed: int, init: Callable[[nn.Module], No
     from, such as He initialisation); default: the module's ``reset_parameters()`` (PyTorch's default
     initialisation, Kaiming-uniform for conv and linear), or N(0, 0.01^2) for modules without it. The
     global random state is left as it was."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    seed = as_seed(seed)
+    if init is not None and not callable(init):
+        raise TypeError(f"init must be None or a function init(module) that re-initialises it in place, got {init!r}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if init is not None:
@@ -82,6 +90,20 @@ class Randomization:
                 for i, name in enumerate(self.layers)]
 
 
+def _layer_names(model: nn.Module, layers) -> list[str]:
+    """``layers`` (None: `randomizable_layers`) as a non-empty list of names of modules with parameters."""
+    valid = randomizable_layers(model)
+    if layers is None:
+        return valid
+    if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of module names, top first, e.g. {valid[:2]}, got {layers!r}")
+    unknown = [n for n in layers if n not in valid]
+    if unknown or not layers:
+        raise ValueError(f"layers must name modules with parameters; got unknown or parameter-free {unknown}; "
+                         f"valid: {valid}")
+    return list(layers)
+
+
 def _map(method: Callable, model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     out = method(model, x, target)
     return as_maps(out, "the method's output", batch=x.shape[0]).cpu()
@@ -104,17 +126,16 @@ def model_randomization(model: nn.Module, x: torch.Tensor, method: Callable, tar
     with M the map of the trained model and M_l the map after randomization step l.
     """
     check_batch(model, x)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    mode = as_choice(mode, "mode", MODES)
     if not callable(method):
         raise TypeError(f"method must be a callable method(model, x, target) -> Trace or (B,H,W) map, got "
                         f"{type(method).__name__}")
-    names = dict(model.named_modules())
-    layers = randomizable_layers(model) if layers is None else list(layers)
-    unknown = [n for n in layers if n not in names or not any(True for _ in names[n].parameters(recurse=False))]
-    if unknown or not layers:
-        raise ValueError(f"layers must name modules with parameters; got unknown or parameter-free {unknown}; "
-                         f"valid: {randomizable_layers(model)}")
+    layers = _layer_names(model, layers)
+    seed, keep_maps, progress = as_seed(seed), as_flag(keep_maps, "keep_maps"), as_flag(progress, "progress")
+    if init is not None and not callable(init):
+        raise TypeError(f"init must be None or a function init(module) that re-initialises it in place, got {init!r}")
+    if seed + len(layers) > MAX_SEED:
+        raise ValueError(f"seed must leave room for one seed per layer: at most {MAX_SEED - len(layers)}, got {seed}")
     classes = resolve_target(model, x, target)
     work = copy.deepcopy(model)
     original = _map(method, work, x, classes)

@@ -11,6 +11,7 @@ import torch
 from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 
+from ..checks import as_count, as_flag
 from ._common import as_masks, as_maps
 
 
@@ -21,6 +22,14 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     num = (a * b).sum(1)
     return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
+def _pair_of_maps(a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a`` and ``b`` as maps (B,H,W) of the same shape."""
+    a, b = as_maps(a, "a"), as_maps(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return a, b
 
 
 def spearman(a, b, mask=None, absolute: bool = False) -> torch.Tensor:
@@ -35,10 +44,8 @@ def spearman(a, b, mask=None, absolute: bool = False) -> torch.Tensor:
     A constant map (or a mask with fewer than two pixels) has no ranking to share, so its correlation,
     which is 0/0, is defined here as 0.
     """
-    a, b = as_maps(a, "a"), as_maps(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    if absolute:
+    a, b = _pair_of_maps(a, b)
+    if as_flag(absolute, "absolute"):
         a, b = a.abs(), b.abs()
     A, Bm = a.flatten(1).double().cpu().numpy(), b.flatten(1).double().cpu().numpy()
     if mask is None:
@@ -54,8 +61,7 @@ def normalise01(maps: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     """Each map rescaled to [0, 1] by its min and max (over ``mask`` when given, 0 outside it); a
     constant map becomes 0."""
     maps = as_maps(maps).double()
-    if mask is None:
-        mask = torch.ones_like(maps, dtype=torch.bool)
+    mask = torch.ones_like(maps, dtype=torch.bool) if mask is None else as_masks(mask, tuple(maps.shape), "mask")
     big = torch.finfo(maps.dtype).max
     lo = torch.where(mask, maps, big).flatten(1).min(1).values[:, None, None]
     hi = torch.where(mask, maps, -big).flatten(1).max(1).values[:, None, None]
@@ -74,9 +80,12 @@ def ssim(a, b, mask=None, win_size: int = 7) -> torch.Tensor:
     (B,H,W) bool, each map is normalised over its valid pixels and the local SSIM values are averaged
     over those pixels only.
     """
-    a, b = as_maps(a, "a"), as_maps(b, "b")
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = _pair_of_maps(a, b)
+    side = min(a.shape[1:])
+    win_size = as_count(win_size, "win_size", 3)
+    if win_size % 2 == 0 or win_size > side:
+        raise ValueError(f"win_size must be odd and at most the maps' smaller side {side}, got {win_size}"
+                         + ("; the maps are too small for SSIM (at least 3x3)" if side < 3 else ""))
     m = None if mask is None else as_masks(mask, tuple(a.shape), "mask")
     A, Bn = normalise01(a, m).cpu().numpy(), normalise01(b, m).cpu().numpy()
     out = np.empty(len(A))

@@ -7,11 +7,10 @@ zero image and repeat forward -> backward -> a small step up the gradient of the
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ..checks import check_ascent_args
+from ..checks import as_count, as_number, as_range, as_seed, check_ascent_args, is_int
 from ..trace import Trace
 from .gradients import check_batch, forward_backward, is_neuron
 from .network import Sequential
@@ -35,9 +34,9 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 def _classes(target, n: int) -> list[int]:
     """``target`` as a list of classes: an int repeated n times, or a sequence as it is."""
-    if isinstance(target, numbers.Integral) and not isinstance(target, bool):
+    if is_int(target):
         return [int(target)] * n
-    if isinstance(target, (list, tuple, np.ndarray)):
+    if isinstance(target, (list, tuple, np.ndarray)) and len(target) and all(is_int(c) for c in target):
         return [int(c) for c in target]
     raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
                     f"got {target!r}")
@@ -68,6 +67,7 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     ``image`` (B,C,H,W). With ``jitter=0`` this follows `xai_ref.class_model` step for step.
     """
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
+    seed, snapshot_every = as_seed(seed), as_count(snapshot_every, "snapshot_every")
     dtype = next(l.W.dtype for l in net.layers if hasattr(l, "W"))
     classes = None if is_neuron(target) else _classes(target, 1)
     n = 1 if classes is None else len(classes)
@@ -77,9 +77,9 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
             raise ValueError(f"an init image must have shape {tuple(shape)} or ({n}, {', '.join(map(str, shape))}), "
                              f"got {init.shape}")
         I = np.broadcast_to(init.astype(dtype), (n, *shape)).copy()  # continue from a given image
-    elif init == "zeros":
+    elif isinstance(init, str) and init == "zeros":
         I = np.zeros((n, *shape), dtype=dtype)
-    elif init == "random":
+    elif isinstance(init, str) and init == "random":
         I = 0.01 * rng.standard_normal((n, *shape)).astype(dtype)
     else:
         raise ValueError(f"init must be 'zeros', 'random' or an image array of shape {tuple(shape)}, got {init!r}")
@@ -124,8 +124,9 @@ def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_s
     ``image`` (B,C,H,W), ``delta`` = image - x, ``fooled`` (B,) bool.
     """
     check_batch(net, x)
-    if not (isinstance(max_steps, int) and max_steps >= 1):
-        raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+    max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)
+    if pixel_range is not None:
+        pixel_range = as_range(pixel_range, "pixel_range")
     I = x.copy()
     classes = _classes(target, x.shape[0])
     t = Trace("fooling_image", meta={"target": classes, "lr": lr})

@@ -10,6 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..checks import MAX_P, as_choice, as_number
 from ..trace import Trace
 
 KINDS = ("sum", "max")
@@ -19,10 +20,8 @@ def attention_map(A: np.ndarray, p: float = 2, kind: str = "sum") -> np.ndarray:
     """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w)."""
     if not isinstance(A, np.ndarray) or A.ndim != 4:
         raise ValueError(f"A must be activations (B,C,h,w), got {np.shape(A) if isinstance(A, np.ndarray) else type(A).__name__}")
-    if not (isinstance(p, (int, float)) and p > 0):
-        raise ValueError(f"p must be a positive number (the paper uses 1, 2 or 4), got {p!r}")
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    as_number(p, "p (the paper uses 1, 2 or 4)", 0, MAX_P, low_open=True)
+    as_choice(kind, "kind", KINDS)
     Q = np.abs(A) ** p
     return Q.sum(1) if kind == "sum" else Q.max(1)
 
