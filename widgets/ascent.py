@@ -35,7 +35,8 @@ class AscentExplorer(Explorer):
     default 0), ``neuron`` (an `xai_ref.Neuron`: start in channel mode), ``steps`` (per run), ``lr``,
     ``l2``, ``jitter``, ``blur_every``, ``blur_sigma``, ``seed``, ``init``; ``chunk`` (steps between
     screen updates), ``max_steps`` (the end of the steps slider), ``image`` (only its shape and pixel
-    range are used), ``class_names``, ``pixel_range``.
+    range are used), ``class_names``, ``pixel_range``, ``logits`` (where the class scores are in a
+    structured output).
 
     Controls: ``mode`` ("class" / "channel"), ``target``, ``layer``, ``unit``, ``lr``, ``l2``, ``jitter``,
     ``blur_every``, ``blur_sigma``, ``seed``, ``init``, ``steps``, ``run`` (a toggle: run / pause), and
@@ -50,8 +51,8 @@ class AscentExplorer(Explorer):
     def __init__(self, model=None, target: int = 0, neuron: xr.Neuron | None = None, steps: int = 60,
                  lr: float = 1.0, l2: float = 1e-3, jitter: int = 0, blur_every: int = 0, blur_sigma: float = 0.5,
                  seed: int = 0, init: str = "zeros", chunk: int = 10, max_steps: int | None = None, image=None,
-                 class_names=None, pixel_range=None):
-        super().__init__(model, image, "nin_shapes", pixel_range, class_names)
+                 class_names=None, pixel_range=None, logits=None):
+        super().__init__(model, image, "nin_shapes", pixel_range, class_names, logits)
         self.chunk, self.done = chunk, 0
         self.shape = tuple(self.x.shape[1:])
         self.layers = inputs.spatial_layers(self.model, self.x)
@@ -116,7 +117,7 @@ class AscentExplorer(Explorer):
         start = init if self.trace is None else self.trace.image
         return xr.class_model(self.model, target, self.shape, steps=steps, lr=lr, l2=l2, jitter=jitter,
                               blur_every=blur_every, blur_sigma=blur_sigma, seed=seed + self.done, init=start,
-                              pixel_range=self.pixel_range, snapshot_every=steps)
+                              pixel_range=self.pixel_range, snapshot_every=steps, logits=self.logits)
 
     def show_target_controls(self) -> None:
         """Show the class chooser in class mode, the layer and channel choosers in channel mode."""

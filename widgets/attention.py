@@ -56,6 +56,7 @@ class AttentionExplorer(Explorer):
     """
 
     title = "Attention transfer: where does each network look?"
+    needs_classes = False  # only feature maps: a model with any output structure works as it is
 
     def __init__(self, student=None, teacher=None, image=None, pairs=None, p: float = 2, kind: str = "sum",
                  pixel_range=None):

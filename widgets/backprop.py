@@ -21,11 +21,11 @@ from torch import nn
 
 import xai_ref as xr
 from xai_ref.gradients import forward_backward
-from xai_ref.hooks import Hooks, relu_backward
+from xai_ref.hooks import Hooks, relu_backward, split_call
 
 from . import inputs, render
 from .cache import Memo
-from .explorer import Explorer, captioned, row, section, toggles
+from .explorer import Explorer, Panel, captioned, row, section, toggles
 from .stepper import Stepper
 
 METHODS = {"saliency": xr.saliency, "deconvnet": xr.deconvnet, "guided backprop": xr.guided_backprop}
@@ -36,30 +36,35 @@ class BackpropExplorer(Explorer):
     """Explore the three backward signals for a class or for one neuron.
 
     Parameters: ``model`` (default ``"vgg_shapes"``: max-pool switches), ``image``, ``target`` (a class,
-    default the prediction), ``neuron`` (an `xai_ref.Neuron`: start in neuron mode), ``relu`` (the ReLU to
-    zoom into: a name; default the last one with a spatial output), ``patch`` (side of the zoomed patch),
-    ``class_names``, ``pixel_range``.
+    default the prediction), ``neuron`` (an `xai_ref.Neuron`: start in neuron mode), ``relu`` (the ReLU
+    call to zoom into: a module name, or ``"name#k"`` for one call of a reused module; default the last
+    one with a spatial output), ``patch`` (side of the zoomed patch), ``class_names``, ``pixel_range``,
+    ``logits`` (where the class scores are in a structured output).
 
     Controls: ``mode`` ("class" / "neuron"), ``target``, ``layer`` and ``unit`` (the neuron: its layer and
     channel, strongest position), ``method`` (the one the stepper walks through), ``relu``,
     ``relu_channel``, ``patch_row``, ``patch_col`` (the patch), ``above`` (which rule produced the signal
     arriving at the ReLU), and the stepper's ``step`` and ``channel``.
+
+    What a model cannot show is switched off with its reason: deconvnet and guided backprop on a model
+    with no ReLU (GELU, SiLU), the magnifier on a model with no ``nn.ReLU``/``nn.ReLU6`` module (ReLUs
+    computed by ``F.relu`` have no module whose input could be shown; the side-by-side maps still work).
     """
 
     title = "Saliency, deconvnet, guided backprop: one backward pass, three ReLU rules"
 
     def __init__(self, model=None, image=None, target=None, neuron: xr.Neuron | None = None, relu=None,
-                 patch: int = 4, class_names=None, pixel_range=None):
-        super().__init__(model, image, "vgg_shapes", pixel_range, class_names)
+                 patch: int = 4, class_names=None, pixel_range=None, logits=None):
+        super().__init__(model, image, "vgg_shapes", pixel_range, class_names, logits)
         self.patch = patch
         self.layers = inputs.spatial_layers(self.model, self.x)
         self.relus = relu_layers(self.model, self.x)
-        if not self.relus:
-            raise ValueError("the model has no nn.ReLU / nn.ReLU6 module with a spatial output to zoom into")
-        self.traces = Memo(lambda method, spec: METHODS[method](self.model, self.x, self._target(spec)),
-                           maxsize=24)
+        self.traces = Memo(lambda method, spec: METHODS[method](self.model, self.x, self._target(spec),
+                                                                logits=logits), maxsize=24)
         self.signals = Memo(self._signal, maxsize=16)
-        self.relu_inputs = Memo(lambda relu: relu_input(self.model, self.x, relu)[0], maxsize=16)
+        self.relu_inputs = Memo(lambda relu: relu_input(self.model, self.x, relu), maxsize=16)
+        self.panels = {m: Panel(m) for m in METHODS}
+        self.methods = self.available_methods(("class", int(self.output.argmax()) if target is None else int(target)))
 
         layer = neuron.layer if neuron is not None else list(self.layers)[-1]
         self.controls["mode"] = toggles(["class", "neuron"], "neuron" if neuron else "class", "explain", "80px")
@@ -67,49 +72,71 @@ class BackpropExplorer(Explorer):
         self.controls["layer"] = self.layer_dropdown(self.layers, layer, "neuron layer")
         self.controls["unit"] = W.IntSlider(value=neuron.channel if neuron else 0, min=0,
                                             max=self.layers[layer][0] - 1, description="channel")
-        self.controls["method"] = toggles(list(METHODS), "guided backprop", "stepper shows", "130px")
-        relu = relu if relu is not None else list(self.relus)[-1]
-        K, h, w = self.relus[relu]
-        self.controls["relu"] = self.layer_dropdown(self.relus, relu, "zoom ReLU")
-        self.controls["relu_channel"] = W.IntSlider(value=0, min=0, max=K - 1, description="channel")
-        self.controls["patch_row"] = W.IntSlider(value=0, min=0, max=max(0, h - patch), description="patch row")
-        self.controls["patch_col"] = W.IntSlider(value=0, min=0, max=max(0, w - patch), description="patch col")
-        self.controls["above"] = toggles(list(RULES.values()), "backprop", "R computed above with", "90px",
-                                         tooltip="the rule used by the layers above this ReLU")
+        shown = "guided backprop" if "guided backprop" in self.methods else "saliency"
+        self.controls["method"] = toggles(self.methods, shown, "stepper shows", "130px")
+        magnifier = self.build_magnifier(relu)
         self.stepper = Stepper(rgb=self.rgb, pixel_range=self.pixel_range, class_names=self.class_names)
         self.controls.update(self.stepper.controls)
-
-        self.side_by_side = {m: self.picture() for m in METHODS}
-        self.zoom_map = self.picture()
-        self.zoom_numbers, self.target_text = W.HTML(), W.HTML()
+        self.target_text = W.HTML()
         self.children = [
             W.HTML(f"<h3>{self.title}</h3>"),
             row(self.controls["mode"], self.controls["target"]),
             row(self.controls["layer"], self.controls["unit"]),
             self.status, self.target_text,
-            row(*(captioned(m, self.side_by_side[m]) for m in METHODS)),
+            row(*self.panels.values()),
             W.HTML("<div style='font-size:12px'>top: the signal at the pixels (grey = 0, each method on its own "
                    "scale); bottom: the map, max over colour channels of its magnitude</div>"),
             section("One ReLU under a magnifier"),
-            row(W.VBox([self.controls["relu"], self.controls["relu_channel"], self.controls["patch_row"],
-                        self.controls["patch_col"], self.controls["above"]]),
-                captioned("forward input x of the ReLU (patch in red)", self.zoom_map)),
-            self.zoom_numbers,
+            *magnifier,
             section("The equation, step by step"),
             self.controls["method"],
             self.stepper,
         ]
-        self.start_patch()
-        target_handlers = (self.compute, self.draw_side_by_side, self.draw_zoom)
+        target_handlers = (self.compute, self.draw_side_by_side) + ((self.draw_zoom,) if self.relus else ())
         self.on("mode", self.show_target_controls, *target_handlers)
         for name in ("target", "unit"):
             self.on(name, *target_handlers)
         self.on("layer", self.fit_unit, *target_handlers)
         self.on("method", self.compute)
+        self.run(self.show_target_controls, *target_handlers)
+
+    def available_methods(self, spec: tuple) -> list[str]:
+        """The methods this model allows, computed once for ``spec``: deconvnet and guided backprop need
+        ReLUs (`xai_ref` says why not); their panels are switched off with that reason."""
+        methods = ["saliency"]
+        with self.noting():
+            for method in ("deconvnet", "guided backprop"):
+                try:
+                    self.traces(method, spec)
+                    methods.append(method)
+                except ValueError as e:
+                    self.panels[method].disable(str(e))
+        return methods
+
+    def build_magnifier(self, relu) -> list[W.Widget]:
+        """The magnifier's controls and pictures, or one line saying why there is none: it shows the input
+        of an ``nn.ReLU``/``nn.ReLU6`` call, and the model has none."""
+        if not self.relus:
+            return [W.HTML("<div style='font-size:12px;color:#777'>&#8856; not available for this model: the "
+                           "magnifier shows the input of an nn.ReLU / nn.ReLU6 module with a spatial output, and "
+                           "this model has none (a ReLU computed by F.relu has no module to look into)</div>")]
+        relu = relu if relu is not None else list(self.relus)[-1]
+        K, h, w = self.relus[relu]
+        self.controls["relu"] = self.layer_dropdown(self.relus, relu, "zoom ReLU")
+        self.controls["relu_channel"] = W.IntSlider(value=0, min=0, max=K - 1, description="channel")
+        self.controls["patch_row"] = W.IntSlider(value=0, min=0, max=max(0, h - self.patch), description="patch row")
+        self.controls["patch_col"] = W.IntSlider(value=0, min=0, max=max(0, w - self.patch), description="patch col")
+        self.controls["above"] = toggles(list(RULES.values()), "backprop", "R computed above with", "90px",
+                                         tooltip="the rule used by the layers above this ReLU")
+        self.zoom_map, self.zoom_numbers = self.picture(), W.HTML()
+        self.start_patch()
         self.on("relu", self.fit_patch, self.draw_zoom)
         for name in ("relu_channel", "patch_row", "patch_col", "above"):
             self.on(name, self.draw_zoom)
-        self.run(self.show_target_controls, *target_handlers)
+        c = self.controls
+        return [row(W.VBox([c["relu"], c["relu_channel"], c["patch_row"], c["patch_col"], c["above"]]),
+                    captioned("forward input x of the ReLU (patch in red)", self.zoom_map)),
+                self.zoom_numbers]
 
     # --- targets ----------------------------------------------------------------------------------
 
@@ -166,17 +193,18 @@ class BackpropExplorer(Explorer):
 
     def draw_side_by_side(self) -> None:
         spec = self.spec()
-        for method, picture in self.side_by_side.items():
+        for method in self.methods:
             t = self.traces(method, spec)
             m = t.map[0].numpy()
             signal = self.fit(render.signed_rgb(t.grad[0]))
             magnitude = self.fit(render.magnitude(m))
-            picture.value = render.png(render.tile([signal, magnitude], cols=1, pad=4))
+            self.panels[method].picture.value = render.png(render.tile([signal, magnitude], cols=1, pad=4))
         self.target_text.value = f"<div style='font-size:13px'>{self.describe()}</div>"
 
     def _signal(self, spec: tuple, relu: str, above: str) -> torch.Tensor:
         """R (K,h,w): the signal arriving at the ReLU from above, the layers above using rule ``above``."""
-        p = forward_backward(self.model, self.x, self._target(spec), layer=relu, rule=above, wrt_input=False)
+        p = forward_backward(self.model, self.x, self._target(spec), layer=relu, rule=above, wrt_input=False,
+                             logits=self.logits)
         return p.dY_dA[0]
 
     def draw_zoom(self) -> None:
@@ -186,11 +214,11 @@ class BackpropExplorer(Explorer):
         i, j, n = self.controls["patch_row"].value, self.controls["patch_col"].value, self.patch
         xk = x[k].numpy()
         pic = render.fit(render.colourise(xk, render.SIGNED), 224)
-        scale = pic.shape[0] / xk.shape[0]
-        patch = (j * scale, i * scale, (j + n) * scale, (i + n) * scale)
+        sy, sx = pic.shape[0] / xk.shape[0], pic.shape[1] / xk.shape[1]
+        patch = (j * sx, i * sy, (j + n) * sx, (i + n) * sy)
         self.zoom_map.value = render.png(render.draw_rect(pic, patch))
         xp, Rp = x[k, i:i + n, j:j + n], R[k, i:i + n, j:j + n]
-        upper = 6.0 if isinstance(dict(self.model.named_modules())[relu], nn.ReLU6) else None
+        upper = relu_upper(self.model, relu)
         gate = ((xp > 0) if upper is None else (xp > 0) & (xp < upper)).numpy()
         grids = [render.grid_html(xp, "forward input x", gate),
                  render.grid_html(Rp, f"R from above ({self.controls['above'].value})")]
@@ -203,29 +231,22 @@ class BackpropExplorer(Explorer):
 
 
 def relu_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """The ``nn.ReLU``/``nn.ReLU6`` modules with a spatial output, name -> (K,h,w), in execution order."""
+    """The calls of ``nn.ReLU``/``nn.ReLU6`` modules with a spatial output, name -> (K,h,w), in execution
+    order; a module reused by several layers is listed once per call, ``"name#k"`` (`inputs.module_calls`)."""
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
-    with torch.no_grad(), Hooks(model, layers=names) as h:
-        model(x)
-        acts = dict(h.activations)
-    return {n: tuple(a.shape[1:]) for n, a in acts.items() if a.dim() == 4 and a.shape[2] * a.shape[3] > 1}
+    calls = inputs.module_calls(model, x, names)
+    return {n: tuple(out.shape[1:]) for n, (out, _) in calls.items() if out.dim() == 4 and out.shape[2] * out.shape[3] > 1}
 
 
 def relu_input(model: nn.Module, x: torch.Tensor, relu: str) -> torch.Tensor:
-    """The forward input of the ReLU module ``relu``: the output of the module that runs just before it.
-
-    Checked: the ReLU of that output must be the ReLU's own output (else ValueError: the ReLU's input is
-    not a module's output, e.g. a sum computed in ``forward``).
-    """
-    leaves = [n for n, m in model.named_modules() if n and not list(m.children())]
-    with torch.no_grad(), Hooks(model, layers=leaves) as h:
+    """The forward input (K,h,w) of the ReLU call ``relu`` (a module name, or ``"name#k"`` for the k-th call
+    of a reused module), as `xai_ref.hooks.Hooks` captures it."""
+    with torch.no_grad(), Hooks(model, layers=[relu]) as h:
         model(x)
-        order = list(h.activations)                  # leaves in the order they ran
-        out = h.activations[relu]
-        before = order[order.index(relu) - 1] if order.index(relu) > 0 else None
-        inp = h.activations.get(before)
-    upper = 6.0 if isinstance(dict(model.named_modules())[relu], nn.ReLU6) else None
-    if inp is None or inp.shape != out.shape or not torch.equal(inp.clamp(0, upper), out):
-        raise ValueError(f"cannot find the forward input of {relu!r}: the module before it ({before!r}) does not "
-                         "produce it; choose another ReLU")
-    return inp
+        return h.inputs[relu][0]
+
+
+def relu_upper(model: nn.Module, relu: str) -> float | None:
+    """6 for a ReLU6 call (its gate is 0 < x < 6), None for a ReLU."""
+    module = dict(model.named_modules())[split_call(relu)[0]]
+    return 6.0 if isinstance(module, nn.ReLU6) else None

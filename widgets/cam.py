@@ -27,7 +27,7 @@ class CAMExplorer(Explorer):
     ``image``, ``target`` (class shown first; default the prediction), ``layer``, ``fc``; and
     ``class_names``, ``pixel_range``, ``top_k`` (maps shown), ``threshold`` (fraction of the max for
     the box), ``box`` (a ground-truth box (x0, y0, x1, y1) to compare with; the default shapes image
-    brings its own).
+    brings its own), ``logits`` (where the class scores are in a structured output).
 
     Controls: ``target``, ``top_k``, ``row``, ``col`` (the position in the h×w map), ``threshold``,
     and the stepper's ``step`` and ``channel``.
@@ -36,11 +36,11 @@ class CAMExplorer(Explorer):
     title = "CAM: M_c(x,y) = Σ_k w_k^c f_k(x,y)"
 
     def __init__(self, model=None, image=None, target=None, layer=None, fc=None, class_names=None,
-                 pixel_range=None, top_k: int = 4, threshold: float = 0.2, box=None):
-        super().__init__(model, image, "nin_shapes", pixel_range, class_names)
+                 pixel_range=None, top_k: int = 4, threshold: float = 0.2, box=None, logits=None):
+        super().__init__(model, image, "nin_shapes", pixel_range, class_names, logits)
         self.layer, self.fc = layer, fc
         self.truth = truth_box(image, box, self.model)
-        self.traces = Memo(lambda c: xr.cam(self.model, self.x, c, self.layer, self.fc))
+        self.traces = Memo(lambda c: xr.cam(self.model, self.x, c, self.layer, self.fc, logits))
         t = self.traces(int(self.output.argmax()) if target is None else int(target))
         K, h, w = t.f.shape[1:]
 

@@ -14,7 +14,10 @@ How an explorer reacts to a control (the rule every explorer follows):
 from __future__ import annotations
 
 import html
+import re
 import traceback
+import warnings
+from contextlib import contextmanager
 from typing import Callable
 
 import ipywidgets as W
@@ -22,31 +25,41 @@ import numpy as np
 import torch
 
 from xai_ref import metrics
+from xai_ref.hooks import LayerReuseWarning, ReLURuleWarning
 
 from . import inputs, render
+
+#: The warnings an explorer shows on its status line: what ``xai_ref`` says about this model.
+NOTED = (ReLURuleWarning, LayerReuseWarning)
 
 
 class Explorer(W.VBox):
     """Base class: resolves ``model`` / ``image`` / ``class_names``; subclasses build the widgets.
 
-    Attributes: ``model``, ``x`` (1,C,H,W), ``rgb`` (H,W,3) uint8, ``pixel_range``, ``output`` (the
-    model's scores for ``x``, (classes,)), ``class_names``, ``controls`` (name -> ipywidget),
-    ``status`` (an HTML line showing errors raised by a control, e.g. a layer a method cannot use).
+    Attributes: ``model``, ``x`` (1,C,H,W), ``rgb`` (H,W,3) uint8, ``pixel_range``, ``logits`` (where the
+    class scores are in a structured output, passed to every ``xai_ref`` call), ``output`` (the model's
+    class scores for ``x``, (classes,)), ``class_names``, ``controls`` (name -> ipywidget), ``status``
+    (an HTML line showing errors raised by a control, e.g. a layer a method cannot use, and ``notes``:
+    what ``xai_ref`` warned about this model, e.g. activations that have no ReLU rule).
     """
 
     title = ""
-    size = 192  # side (px) that pictures of the input are scaled up to
+    size = 256  # longer side (px) of the pictures of the input: small ones scaled up, large ones down
+    needs_classes = True  # False: an explorer that works without class scores (structured outputs need no logits)
 
     def __init__(self, model=None, image=None, default_model: str = "nin_shapes", pixel_range=None,
-                 class_names=None):
+                 class_names=None, logits=None):
         self.model = inputs.resolve_model(model, default_model)
         inp = inputs.resolve_image(image, self.model, pixel_range)
         self.x, self.rgb, self.pixel_range = inp.x, inp.rgb, inp.pixel_range
-        self.output = inputs.scores(self.model, self.x)[0]
+        self.logits = logits
+        output = inputs.scores(self.model, self.x, logits, required=self.needs_classes)
+        self.output = None if output is None else output[0]
         self.class_names = inputs.class_names(self.model, self.output.shape[-1], class_names) \
-            if self.output.dim() == 1 else None
+            if self.output is not None and self.output.dim() == 1 else None
         self.controls: dict[str, W.ValueWidget] = {}
         self.status = W.HTML()
+        self.notes: dict[str, None] = {}      # the warnings' messages, in the order they came (a set)
         super().__init__()
         self.add_class("xr-explorer")
 
@@ -60,8 +73,9 @@ class Explorer(W.VBox):
                           layout=W.Layout(width="320px"))
 
     def layer_dropdown(self, layers: dict, value: str, description: str = "layer") -> W.Dropdown:
-        """A layer chooser: ``name  (K×h×w)`` for each layer, ``value`` preselected."""
-        options = [(f"{n}  ({'×'.join(map(str, s))})", n) for n, s in layers.items()]
+        """A layer chooser: ``name  (K×h×w)`` for each layer (a reused module's calls as ``name#k``),
+        ``value`` preselected."""
+        options = [(inputs.call_label(n, s), n) for n, s in layers.items()]
         return W.Dropdown(options=options, value=value, description=description, layout=W.Layout(width="380px"),
                           style={"description_width": "initial"})
 
@@ -76,17 +90,43 @@ class Explorer(W.VBox):
         self.controls[name].observe(react, "value")
 
     def run(self, *handlers: Callable[[], None]) -> bool:
-        """Run ``handlers``; a ValueError/TypeError (bad layer, unsupported model) is shown, not raised."""
-        try:
-            for h in handlers:
-                h()
-        except (ValueError, TypeError) as e:
-            self.status.value = (f"<span style='color:#b00'>&#9888; {html.escape(type(e).__name__)}: "
-                                 f"{html.escape(str(e))}</span>")
-            self.last_error = traceback.format_exc()
-            return False
-        self.status.value = ""
-        return True
+        """Run ``handlers``; a ValueError/TypeError (bad layer, unsupported model) is shown, not raised, and
+        so are ``xai_ref``'s warnings about the model (see `noting`)."""
+        error = None
+        with self.noting():
+            try:
+                for h in handlers:
+                    h()
+            except (ValueError, TypeError) as e:
+                error = e
+                self.last_error = traceback.format_exc()
+        self.show_status(error)
+        return error is None
+
+    @contextmanager
+    def noting(self):
+        """Inside this block, ``xai_ref``'s warnings about the model (`NOTED`: activations without a ReLU
+        rule, a reused layer) become ``notes`` shown on the status line instead of being raised or lost;
+        any other warning goes on as usual."""
+        with warnings.catch_warnings(record=True) as caught:
+            for category in NOTED:
+                warnings.simplefilter("always", category)
+            try:
+                yield
+            finally:
+                for w in caught:
+                    if issubclass(w.category, NOTED):
+                        self.notes[str(w.message)] = None
+        for w in caught:
+            if not issubclass(w.category, NOTED):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+    def show_status(self, error: Exception | None = None) -> None:
+        """The status line: the error of the last control change (red), then the notes (amber)."""
+        lines = [] if error is None else [f"<span style='color:#b00'>&#9888; {html.escape(type(error).__name__)}: "
+                                          f"{html.escape(str(error))}</span>"]
+        lines += [f"<span style='color:#8a5a00'>&#9432; {html.escape(n)}</span>" for n in self.notes]
+        self.status.value = "<br>".join(lines)
 
     def position(self, h: int, w: int) -> tuple[int, int]:
         """The pixel picker's (row, col), clamped to an h×w map (the sliders follow a layer change one at a
@@ -97,8 +137,34 @@ class Explorer(W.VBox):
         return self.class_names[int(c)] if self.class_names else str(int(c))
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        """Scale a picture of the input up (nearest) to about ``size`` pixels."""
+        """A picture of the input at display size: ``size`` pixels or a little less on its longer side,
+        whatever the input's resolution (`render.fit`)."""
         return render.fit(rgb, self.size)
+
+
+class Panel(W.VBox):
+    """A captioned picture that can be switched off for a model it cannot be computed for (the Guided
+    Grad-CAM panel of a GELU network): then one line says why, instead of the picture."""
+
+    def __init__(self, caption: str):
+        self.picture, self.reason = picture(), W.HTML()
+        super().__init__([W.HTML(f"<div style='font-size:12px;font-weight:bold'>{caption}</div>"), self.picture,
+                          self.reason])
+
+    @property
+    def disabled(self) -> bool:
+        return bool(self.reason.value)
+
+    def disable(self, reason: str) -> None:
+        """Show ``reason`` (its first clause; the whole message as a tooltip) instead of the picture."""
+        self.picture.layout.display = "none"
+        self.reason.value = (f"<div style='font-size:12px;color:#777;max-width:256px' title='{html.escape(reason)}'>"
+                             f"&#8856; not available for this model: {html.escape(first_clause(reason))}</div>")
+
+
+def first_clause(message: str) -> str:
+    """The first clause of an error message (up to its first ';' or '. '), for a one-line reason."""
+    return re.split(r";|\. ", message, maxsplit=1)[0].rstrip(".")
 
 
 def picture() -> W.Image:

@@ -42,8 +42,9 @@ class GAPExplorer(Explorer):
     """Explore the GAP head of a network (default ``"nin_shapes"``).
 
     Parameters (as `xai_ref.gap`): ``model``, ``image``, ``layer`` (the maps A; default the last
-    spatial layer), ``fc`` (the linear layer; default the last ``nn.Linear``); and ``class_names``,
-    ``pixel_range``, ``max_shift`` (pixels; default a quarter of the image).
+    spatial layer), ``fc`` (the linear layer; default the last ``nn.Linear``), ``logits`` (where the class
+    scores are in a structured output); and ``class_names``, ``pixel_range``, ``max_shift`` (pixels;
+    default a quarter of the image).
 
     Controls: ``dx``, ``dy`` (the shift of the input), ``mode`` (``"roll"`` or ``"pad"``), and the
     stepper's ``step`` and ``channel``.
@@ -52,8 +53,8 @@ class GAPExplorer(Explorer):
     title = "Global average pooling: A → F = mean of each map → S = W F + b"
 
     def __init__(self, model=None, image=None, layer=None, fc=None, class_names=None, pixel_range=None,
-                 max_shift: int | None = None):
-        super().__init__(model, image, "nin_shapes", pixel_range, class_names)
+                 max_shift: int | None = None, logits=None):
+        super().__init__(model, image, "nin_shapes", pixel_range, class_names, logits)
         self.layer, self.fc = layer, fc
         self.traces = Memo(self._trace, maxsize=32)
         base = self.traces(0, 0, "roll")
@@ -81,7 +82,7 @@ class GAPExplorer(Explorer):
         self.run(self.compute, self.draw_shift)
 
     def _trace(self, dy: int, dx: int, mode: str):
-        return xr.gap(self.model, shift(self.x, dy, dx, mode), self.layer, self.fc)
+        return xr.gap(self.model, shift(self.x, dy, dx, mode), self.layer, self.fc, self.logits)
 
     def key(self) -> tuple:
         return self.controls["dy"].value, self.controls["dx"].value, self.controls["mode"].value

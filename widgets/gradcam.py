@@ -16,7 +16,7 @@ import xai_ref as xr
 
 from . import inputs, render
 from .cache import Memo
-from .explorer import Explorer, captioned, row, section, toggles
+from .explorer import Explorer, Panel, captioned, row, section, toggles
 from .stepper import Stepper
 
 METHODS = {"Grad-CAM": xr.grad_cam, "Grad-CAM++": xr.grad_cam_pp, "XGrad-CAM": xr.xgrad_cam}
@@ -26,28 +26,40 @@ class GradCAMExplorer(Explorer):
     """Explore Grad-CAM for one image.
 
     Parameters (as `xai_ref.grad_cam`): ``model`` (default ``"vgg_shapes"``), ``image``, ``target``
-    (default the prediction), ``layer`` (default the last spatial layer), ``method`` (a key of
-    `METHODS`), ``counterfactual``; and ``class_names``, ``pixel_range``, ``top_k`` (terms listed in the
-    pixel table).
+    (default the prediction), ``layer`` (default the last layer of the chooser, `inputs.spatial_layers`:
+    a block rather than a BatchNorm that an in-place ``F.relu`` overwrites), ``method`` (a key of
+    `METHODS`), ``counterfactual``, ``logits`` (where the class scores are in a structured output),
+    ``reshape`` (turns a token layer's output into maps, e.g. ``xr.token_grid`` for a vision transformer;
+    layers whose output is already (B,K,h,w) are used as they are); and ``class_names``, ``pixel_range``,
+    ``top_k`` (terms listed in the pixel table).
 
     Controls: ``target``, ``layer``, ``method``, ``counterfactual``, ``row``, ``col`` (a position of the
     layer's h×w map), and the stepper's ``step`` and ``channel``. The guided-backprop signal depends on the
-    class only, so changing the layer or the method does not recompute it.
+    class only, so changing the layer or the method does not recompute it. On a model without ReLUs
+    (GELU, SiLU, Hardswish) the Guided Grad-CAM panel says why it is off; everything else works.
     """
 
     title = "Grad-CAM: weights from gradients, then a weighted sum of feature maps"
 
     def __init__(self, model=None, image=None, target=None, layer=None, method: str = "Grad-CAM",
-                 counterfactual: bool = False, class_names=None, pixel_range=None, top_k: int = 5):
-        super().__init__(model, image, "vgg_shapes", pixel_range, class_names)
+                 counterfactual: bool = False, class_names=None, pixel_range=None, top_k: int = 5, logits=None,
+                 reshape=None):
+        super().__init__(model, image, "vgg_shapes", pixel_range, class_names, logits)
         if method not in METHODS:
             raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
         self.top_k = top_k
         self.layers = inputs.spatial_layers(self.model, self.x)
-        self.traces = Memo(lambda c, layer, m, cf: METHODS[m](self.model, self.x, c, layer, cf), maxsize=16)
-        self.guided = Memo(lambda c: xr.guided_backprop(self.model, self.x, c))
+        grid = None if reshape is None else (lambda a: a if a.dim() == 4 else reshape(a))
+        self.traces = Memo(lambda c, layer, m, cf: METHODS[m](self.model, self.x, c, layer, cf, logits=logits,
+                                                               reshape=grid), maxsize=16)
+        self.guided = Memo(lambda c: xr.guided_backprop(self.model, self.x, c, logits=logits))
+        self.guided_panel = Panel("Guided Grad-CAM: guided backprop ⊙ the map")
         c = int(self.output.argmax()) if target is None else int(target)
-        first = self.traces(c, layer, method, counterfactual)
+        if layer is None and self.layers:
+            layer = list(self.layers)[-1]
+        with self.noting():
+            first = self.traces(c, layer, method, counterfactual)
+            self.try_guided(c)
         layer = first.meta["layer"]
         if layer not in self.layers:
             self.layers[layer] = tuple(first.A.shape[1:])
@@ -68,7 +80,7 @@ class GradCAMExplorer(Explorer):
             row(self.controls["target"], self.controls["layer"]),
             row(self.controls["method"], self.controls["counterfactual"]),
             self.status,
-            row(captioned("L at layer resolution · over the image · Guided Grad-CAM", self.maps)),
+            row(captioned("L at layer resolution · over the image", self.maps), self.guided_panel),
             section("A position: Σ_k α_k A^k_ij term by term"),
             row(W.VBox([self.controls["row"], self.controls["col"]]), self.pixel_table),
             section("The equation, step by step"),
@@ -80,12 +92,20 @@ class GradCAMExplorer(Explorer):
         self.on("col", self.draw_pixel, self.draw_maps)
         self.run(self.compute, self.draw_maps, self.draw_pixel)
 
+    def try_guided(self, c: int) -> None:
+        """Compute the guided-backprop signal once: a model with no ReLU has none (`xai_ref` says why), and
+        its Guided Grad-CAM panel is switched off with that reason; Grad-CAM itself works with any model."""
+        try:
+            self.guided(c)
+        except ValueError as e:
+            self.guided_panel.disable(str(e))
+
     def compute(self) -> None:
         """The method's trace (cached per class, layer, method, sign) followed by the guided terms."""
         c = self.controls["target"].value
         t = self.traces(c, self.controls["layer"].value, self.controls["method"].value,
                         self.controls["counterfactual"].value)
-        self.trace = with_guided(t, self.guided(c))
+        self.trace = t if self.guided_panel.disabled else with_guided(t, self.guided(c))
         self.stepper.show(self.trace)
         h, w = t.A.shape[2:]
         for name, n in (("row", h), ("col", w)):       # the pixel picker follows the layer's resolution
@@ -96,12 +116,13 @@ class GradCAMExplorer(Explorer):
 
     def draw_maps(self) -> None:
         t = self.trace
-        L, up, guided = t.L[0].numpy(), t.map[0].numpy(), t.guided_map[0].numpy()
+        L, up = t.L[0].numpy(), t.map[0].numpy()
         small = render.mark_cell(render.fit(render.colourise(L, render.HEAT), self.size),
                                  *self.position(*L.shape), *L.shape)
         over = self.fit(render.overlay(self.rgb, up))
-        gg = self.fit(render.magnitude(guided))
-        self.maps.value = render.png(render.tile([small, over, gg], cols=3, pad=6))
+        self.maps.value = render.png(render.tile([small, over], cols=2, pad=6))
+        if not self.guided_panel.disabled:
+            self.guided_panel.picture.value = render.png(self.fit(render.magnitude(t.guided_map[0].numpy())))
 
     def draw_pixel(self) -> None:
         t = self.trace

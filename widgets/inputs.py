@@ -20,13 +20,16 @@ import torch
 from torch import nn
 
 from xai_ref.data import photos, shapes
-from xai_ref.hooks import Hooks
+from xai_ref.hooks import Hooks, LayerReuseWarning, split_call
+from xai_ref.inputs import class_logits
 from xai_ref.models import efficientnet, load, shapes_nets, weights_path
 
 from . import render
 
 #: Where the shapes nets see their pixels; photos use ``photos.PIXEL_RANGE``.
 SHAPES_RANGE = (0.0, 1.0)
+#: The calls of a reused module that the choosers list (its first ones).
+MAX_CALLS = 32
 
 
 def resolve_model(model, default: str = "nin_shapes") -> nn.Module:
@@ -118,10 +121,12 @@ def class_names(model: nn.Module, n_classes: int, names=None) -> list[str]:
     return [f"class {i}" for i in range(n_classes)]
 
 
-def scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's output (B, classes) without gradients, under the hook manager (eval mode, restored)."""
+def scores(model: nn.Module, x: torch.Tensor, logits=None, required: bool = True) -> torch.Tensor | None:
+    """The model's class scores (B, classes) without gradients, under the hook manager (eval mode,
+    restored). ``logits`` says where they are in a structured output (`xai_ref.inputs.class_logits`);
+    with ``required=False`` a structured output without ``logits`` gives None instead of an error."""
     with torch.no_grad(), Hooks(model):
-        return model(x)
+        return class_logits(model(x), logits, required)
 
 
 def class_options(names: list[str], s: torch.Tensor) -> list[tuple[str, int]]:
@@ -132,22 +137,58 @@ def class_options(names: list[str], s: torch.Tensor) -> list[tuple[str, int]]:
     return [(f"{names[i]}  ({s[i]:.2f})", i) for i in order]
 
 
+def module_calls(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[str, tuple[torch.Tensor, object]]:
+    """What the modules ``names`` computed for ``x``: call name -> (output, input), in the order they ran.
+
+    A module that runs once is listed by its name. A module that runs several times in one forward pass
+    (one ``nn.ReLU`` reused by every step of a ResNet block) is listed once per call, as ``"name#k"``
+    (k = 0 the first call; its first `MAX_CALLS` calls): the name every ``xai_ref`` ``layer`` argument
+    accepts for that call. One pass without gradients finds the reused modules (a module with a call #1);
+    only if there are any, a second pass captures each of their calls.
+    """
+    calls = _captured(model, x, names + [f"{n}#1" for n in names])
+    reused = {split_call(n)[0] for n in calls if split_call(n)[1] == 1}
+    if not reused:
+        return calls
+    return _captured(model, x, [c for n in names for c in ([f"{n}#{k}" for k in range(MAX_CALLS)]
+                                                           if n in reused else [n])])
+
+
+def _captured(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, tuple[torch.Tensor, object]]:
+    """layer -> (output, input) for the ``layers`` that ran (a reused module's plain name: its last call)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LayerReuseWarning)   # module_calls lists a reused module by call
+        with torch.no_grad(), Hooks(model, layers=layers) as h:
+            model(x)
+    return {n: (out, h.inputs[n]) for n, out in h.activations.items()}
+
+
+def call_label(name: str, shape: tuple[int, ...]) -> str:
+    """A chooser's label: ``"conv5  (64×7×7)"``, or for one call of a reused module
+    ``"layer1.0.relu#1  (2nd call, 16×8×8)"``."""
+    k = split_call(name)[1]
+    size = "×".join(map(str, shape))
+    return f"{name}  ({size})" if k is None else f"{name}  ({_ordinal(k + 1)} call, {size})"
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
 def spatial_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """The layers worth choosing, in execution order, with their output shape (K,h,w).
 
     Candidates: ReLUs and pooling layers, and blocks (modules with children other than ``nn.Sequential``
     containers), whose output is a spatial map (B,K,h,w) with h*w > 1; a module whose output is the very
-    same tensor as an earlier candidate's (a block ending in its ReLU) is listed once, by the outer name.
-    If no layer qualifies, every spatial leaf is listed.
+    same tensor as an earlier candidate's (a block ending in its ReLU) is listed once, by the outer name;
+    a module that runs several times is listed by call (`module_calls`). If no layer qualifies, every
+    spatial leaf is listed.
     """
-    names = [n for n, _ in model.named_modules() if n]
-    with torch.no_grad(), Hooks(model, layers=names) as h:
-        model(x)
-        acts = dict(h.activations)
+    acts = {n: out for n, (out, _) in module_calls(model, x, [n for n, _ in model.named_modules() if n]).items()}
     modules = dict(model.named_modules())
 
     def wanted(name: str) -> bool:
-        m = modules[name]
+        m = modules[split_call(name)[0]]
         if isinstance(m, nn.Sequential):
             return False
         if list(m.children()):

@@ -17,7 +17,7 @@ import torch
 import xai_ref as xr
 from xai_ref import metrics
 
-from . import render
+from . import inputs, render
 from .cache import Memo
 from .explorer import Explorer, captioned, localization, row, section, toggles, truth_box
 from .stepper import Stepper
@@ -25,6 +25,7 @@ from .stepper import Stepper
 METHODS = {"Grad-CAM": xr.grad_cam, "Grad-CAM++": xr.grad_cam_pp, "XGrad-CAM": xr.xgrad_cam, "CAM": xr.cam,
            "saliency": xr.saliency, "guided backprop": xr.guided_backprop}
 CURVES = {"deletion": metrics.deletion, "insertion": metrics.insertion}
+LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM")   # the methods that take the ``layer`` parameter
 
 
 class MetricsExplorer(Explorer):
@@ -33,7 +34,9 @@ class MetricsExplorer(Explorer):
     Parameters: ``model`` (default ``"nin_shapes"``), ``image``, ``target`` (default the prediction),
     ``method`` (a key of `METHODS`), ``kind`` ("deletion" / "insertion"), ``step`` (pixels changed per
     step; default one row), ``threshold`` (fraction of the max for the box), ``box`` (ground truth
-    (x0, y0, x1, y1); the default shapes image brings its own), ``class_names``, ``pixel_range``.
+    (x0, y0, x1, y1); the default shapes image brings its own), ``class_names``, ``pixel_range``,
+    ``logits`` (where the class scores are in a structured output), ``layer`` (of the Grad-CAM family;
+    default the last layer `inputs.spatial_layers` lists, as in the GradCAMExplorer).
 
     Controls: ``method``, ``target``, ``kind``, ``k`` (the step of the run shown), ``threshold``, and the
     stepper's ``step`` and ``channel`` (the explanation's trace).
@@ -42,12 +45,17 @@ class MetricsExplorer(Explorer):
     title = "Evaluating a map: deletion / insertion and the localization box"
 
     def __init__(self, model=None, image=None, target=None, method: str = "Grad-CAM", kind: str = "deletion",
-                 step: int | None = None, threshold: float = 0.2, box=None, class_names=None, pixel_range=None):
-        super().__init__(model, image, "nin_shapes", pixel_range, class_names)
+                 step: int | None = None, threshold: float = 0.2, box=None, class_names=None, pixel_range=None,
+                 logits=None, layer=None):
+        super().__init__(model, image, "nin_shapes", pixel_range, class_names, logits)
+        if layer is None:
+            layer = list(inputs.spatial_layers(self.model, self.x))[-1]
         self.step = step if step is not None else self.x.shape[3]
         self.truth = truth_box(image, box, self.model)
-        self.traces = Memo(lambda m, c: METHODS[m](self.model, self.x, c))
-        self.curves = Memo(lambda m, c, kind: CURVES[kind](self.model, self.x, self.traces(m, c), c, step=self.step))
+        self.traces = Memo(lambda m, c: METHODS[m](self.model, self.x, c, logits=logits,
+                                                    **({"layer": layer} if m in LAYER_METHODS else {})))
+        self.curves = Memo(lambda m, c, kind: CURVES[kind](self.model, self.x, self.traces(m, c), c, step=self.step,
+                                                           logits=logits))
         H, W_ = self.x.shape[2:]
         n_steps = -(-H * W_ // self.step)
         c = self.controls

@@ -112,8 +112,17 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
 
 
 def fit(img: np.ndarray, size: int) -> np.ndarray:
-    """Upscale (nearest) by the largest integer factor that keeps the longer side <= ``size``."""
-    return upscale(img, max(1, size // max(img.shape[:2])))
+    """A picture (h, w, 3) uint8 at display size: the longer side at most ``size``.
+
+    A small picture is upscaled (nearest) by the largest integer factor that fits, so each pixel stays
+    an honest square; a larger one (a 512x512 photo) is scaled down to ``size`` on its longer side, each
+    display pixel the average of the pixels it covers.
+    """
+    longest = max(img.shape[:2])
+    if longest <= size:
+        return upscale(img, size // longest)
+    height, width = (max(1, round(n * size / longest)) for n in img.shape[:2])
+    return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((width, height), Image.Resampling.BOX))
 
 
 def resize_nearest(a: np.ndarray, height: int, width: int) -> np.ndarray:
