@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import xai_ref as xr
 from xai_ref import Neuron
+from xai_ref import metrics as M
 from conftest import hook_count
 
 
@@ -60,6 +62,12 @@ def with_value(value):
     x = X.clone()
     x[1, 2, 3, 4] = value
     return x
+
+
+MAPS = torch.rand(2, 8, 8)
+BOXES = torch.tensor([[1, 1, 5, 6], [0, 2, 8, 8]])
+MASKS = BOXES.new_zeros(2, 8, 8, dtype=torch.bool)
+MASKS[0, 1:6, 1:5] = MASKS[1, 2:, :] = True
 
 
 # (id, model builder, the call, error type, a phrase the message must contain)
@@ -163,6 +171,115 @@ CASES = [
      r"p \(the paper uses 1, 2 or 4\) must be a finite number in \(0, 64\]"),
     ("attention-map-kind", gap_net, lambda m: xr.attention_map(torch.rand(1, 4, 8, 8), kind="mean"), ValueError,
      "kind must be one of"),
+    ("attention-map-int-activations", gap_net, lambda m: xr.attention_map(torch.ones(1, 4, 8, 8, dtype=torch.long)),
+     TypeError, "A must be floating-point activations"),
+    ("normalised-attention-p-nan", gap_net, lambda m: xr.normalised_attention(torch.rand(1, 4, 8, 8), p=float("nan")),
+     ValueError, r"p .* must be a finite number"),
+    ("at-loss-no-pairs", gap_net, lambda m: xr.at_loss([], []), TypeError, "student must be activations"),
+    ("attention-transfer-two-pairs", gap_net,
+     lambda m: xr.attention_transfer([torch.rand(2, 4, 8, 8)] * 2, [torch.rand(2, 4, 8, 8)] * 2), ValueError,
+     "one pair of layers"),
+    # more targets, layers and settings
+    ("huge-class-index", gap_net, lambda m: xr.saliency(m, X, target=10**30), ValueError, r"valid targets are 0\.\.2"),
+    ("huge-numpy-class-index", gap_net, lambda m: xr.grad_cam(m, X, target=np.uint64(2**64 - 1)), ValueError,
+     "out of range"),
+    ("target-tensor-2d", gap_net, lambda m: xr.xgrad_cam(m, X, target=torch.tensor([[0, 1]])), ValueError,
+     r"one class index per image, shape \(2,\)"),
+    ("callable-target-detached", gap_net, lambda m: xr.saliency(m, X, target=lambda out: out[:, 0].detach()),
+     ValueError, "not connected to the model by autograd"),
+    ("callable-target-integer", gap_net, lambda m: xr.grad_cam(m, X, target=lambda out: out.argmax(1)), TypeError,
+     "floating-point scores"),
+    ("logits-on-a-tensor-output", gap_net, lambda m: xr.grad_cam(m, X, logits=0), ValueError, "leave logits=None"),
+    ("gap-fc-not-linear", gap_net, lambda m: xr.gap(m, X, fc="conv2"), ValueError, "fc must be the nn.Linear"),
+    ("neuron-negative-channel", gap_net, lambda m: Neuron("conv2", -1), ValueError, "Neuron channel must be an int >= 0"),
+    ("token-grid-not-square", gap_net, lambda m: xr.token_grid(torch.rand(2, 18, 4)), ValueError, "not a square grid"),
+    ("occlusion-negative-batch-size", gap_net, lambda m: xr.occlusion(m, X, batch_size=-1), ValueError,
+     "batch_size must be an int >= 1"),
+    ("occlusion-nan-baseline", gap_net, lambda m: xr.occlusion(m, X, baseline=float("nan")), ValueError,
+     r"baseline must be a finite number"),
+    ("occlusion-nan-baseline-tensor", gap_net, lambda m: xr.occlusion(m, X, baseline=torch.full((3, 1, 1), np.nan)),
+     ValueError, "baseline contains NaN"),
+    ("occlusion-progress-not-a-flag", gap_net, lambda m: xr.occlusion(m, X, progress="yes"), TypeError,
+     "progress must be True or False"),
+    ("class-model-huge-jitter", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), jitter=10**30), ValueError,
+     r"jitter must be an int in \[0, 8\]"),
+    ("class-model-huge-seed", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), seed=2**64), ValueError,
+     r"seed must be an int in \[0, 9223372036854775807\]"),
+    ("class-model-nan-init", gap_net, lambda m: xr.class_model(m, 0, shape=(3, 8, 8), init=torch.full((3, 8, 8), np.nan)),
+     ValueError, "NaN or infinite"),
+    ("fooling-nan-lr", gap_net, lambda m: xr.fooling_image(m, X, 0, lr=float("nan")), ValueError,
+     r"lr must be a finite number in \(0"),
+    # metrics: localization
+    ("threshold-boxes-fraction-nan", gap_net, lambda m: M.threshold_boxes(MAPS, float("nan")), ValueError,
+     r"fraction must be a finite number in \[0, 1\]"),
+    ("box-iou-float-boxes", gap_net, lambda m: M.box_iou(BOXES.double() + 0.5, BOXES), TypeError,
+     "a must hold integer pixel coordinates"),
+    ("localization-huge-box", gap_net, lambda m: M.localization(MAPS, torch.full((2, 4), 10**12)), ValueError,
+     "boxes must satisfy 0 <= x0 <= x1 <= W=8"),
+    ("localization-iou-threshold", gap_net, lambda m: M.localization(MAPS, BOXES, iou_threshold=2), ValueError,
+     r"iou_threshold must be a finite number in \[0, 1\]"),
+    ("energy-pointing-region-shape", gap_net, lambda m: M.energy_pointing(MAPS, MASKS[:, :4]), ValueError,
+     "region must have the maps' shape"),
+    ("pointing-game-float-labels", gap_net, lambda m: M.pointing_game(MAPS, MASKS, labels=[0.5, 1.0]), TypeError,
+     "labels must be integer classes"),
+    ("pointing-game-string-masks", gap_net, lambda m: M.pointing_game(MAPS, MASKS.numpy().astype(str)), TypeError,
+     "masks must be a .* of numbers"),
+    ("largest-component-tensor", gap_net, lambda m: M.largest_component(MASKS[0]), TypeError,
+     "region must be a bool NumPy array"),
+    ("default-tolerance-zero", gap_net, lambda m: M.default_tolerance(0), ValueError, "size must be an int >= 1"),
+    # metrics: faithfulness
+    ("auc-nan-scores", gap_net, lambda m: M.auc([1.0, float("nan")]), ValueError, "scores contains NaN"),
+    ("auc-ragged-scores", gap_net, lambda m: M.auc([[1.0, 0.5], [1.0]]), ValueError, "rows have different lengths"),
+    ("deletion-nan-baseline", gap_net, lambda m: M.deletion(m, X, MAPS, baseline=float("nan")), ValueError,
+     "baseline must be a finite number"),
+    ("deletion-maps-per-image", gap_net, lambda m: M.deletion(m, X, MAPS[:1]), ValueError,
+     "maps has 1 maps but the batch has 2 images"),
+    ("deletion-output", gap_net, lambda m: M.deletion(m, X, MAPS, output="probability"), ValueError,
+     r"output must be one of \('softmax', 'logit'\)"),
+    ("insertion-blur-sigma-inf", gap_net, lambda m: M.insertion(m, X, MAPS, blur_sigma=float("inf")), ValueError,
+     "blur_sigma must be a finite number"),
+    ("insertion-start-shape", gap_net, lambda m: M.insertion(m, X, MAPS, start=torch.zeros(5, 1, 1)), ValueError,
+     "start of shape .* does not broadcast"),
+    ("average-drop-batch-size", gap_net, lambda m: M.average_drop(m, X, MAPS, batch_size=np.int64(0)), ValueError,
+     "batch_size must be an int >= 1"),
+    ("average-drop-nan-maps", gap_net, lambda m: M.average_drop(m, X, with_value(float("nan"))[:, 2]), ValueError,
+     "maps contains NaN"),
+    ("explanation-images-wrong-maps", gap_net, lambda m: M.explanation_images(X, MAPS[0]), ValueError,
+     r"maps must have shape \(B,H,W\).*m\[None\]"),
+    ("gaussian-blur-huge-sigma", gap_net, lambda m: M.gaussian_blur(X, 1e30), ValueError,
+     "sigma must be a finite number"),
+    ("region-perturbation-value-range", gap_net, lambda m: M.region_perturbation(m, X, MAPS, value_range=(0, np.inf)),
+     ValueError, "value_range must be a finite number"),
+    ("region-perturbation-region-too-big", gap_net, lambda m: M.region_perturbation(m, X, MAPS, region=9), ValueError,
+     "region 9 is larger than the image"),
+    ("region-perturbation-seed", gap_net, lambda m: M.region_perturbation(m, X, MAPS, seed=-1), ValueError,
+     "seed must be an int in"),
+    ("occlusion-faithfulness-window", gap_net, lambda m: M.occlusion_faithfulness(m, X, MAPS, window=0), ValueError,
+     "window must be an int >= 1"),
+    # metrics: sanity checks and robustness
+    ("randomization-layers-str", gap_net, lambda m: M.model_randomization(m, X, xr.saliency, layers="conv1"),
+     TypeError, "layers must be a list of module names"),
+    ("randomization-keep-maps", gap_net, lambda m: M.model_randomization(m, X, xr.saliency, keep_maps="yes"),
+     TypeError, "keep_maps must be True or False"),
+    ("randomizable-layers-not-a-model", gap_net, lambda m: M.randomizable_layers(m.state_dict()), TypeError,
+     r"model must be a torch\.nn\.Module"),
+    ("randomize-layer-init", gap_net, lambda m: M.randomize_layer(m.conv1, 0, init="kaiming"), TypeError,
+     "init must be None or a function"),
+    ("robustness-method", gap_net, lambda m: M.robustness(m, X, "grad_cam", M.rotation(10)), TypeError,
+     "method must be a callable"),
+    ("gaussian-noise-negative-sigma", gap_net, lambda m: M.gaussian_noise(-0.1), ValueError,
+     r"sigma must be a finite number in \[0"),
+    ("rotation-nan", gap_net, lambda m: M.rotation(float("nan")), ValueError, "degrees must be a finite number"),
+    ("translation-float", gap_net, lambda m: M.translation(1.5, 0), TypeError, "dx must be a whole number"),
+    ("fgsm-negative-epsilon", gap_net, lambda m: M.fgsm(m, X, epsilon=-0.1), ValueError,
+     r"epsilon must be a finite number in \[0"),
+    ("adversarial-clamp", gap_net, lambda m: M.adversarial(m, clamp=(1.0, 0.0)), ValueError,
+     "clamp must have low < high"),
+    # metrics: similarity of maps
+    ("spearman-shapes", gap_net, lambda m: M.spearman(MAPS, MAPS[:1]), ValueError, "a and b must have the same shape"),
+    ("ssim-even-window", gap_net, lambda m: M.ssim(MAPS, MAPS, win_size=4), ValueError, "win_size must be odd"),
+    ("normalise01-mask-shape", gap_net, lambda m: M.normalise01(MAPS, MASKS[:1]), ValueError,
+     "mask must have the maps' shape"),
 ]
 
 if torch.cuda.is_available():
@@ -202,8 +319,19 @@ def test_bad_input(make_model, call, error, phrase):
 
 
 def test_enough_cases():
-    assert len(CASES) >= 15
+    assert len(CASES) >= 100
     assert len({c[0] for c in CASES}) == len(CASES)
+
+
+def test_every_public_function_has_a_case():
+    """Each function of ``xr`` and ``xr.metrics`` (and ``xr.Neuron``) is called by at least one case."""
+    import inspect
+
+    source = inspect.getsource(inspect.getmodule(test_bad_input))
+    cases = source[source.index("CASES = ["):source.index("if torch.cuda.is_available()")]
+    public = {f"xr.{n}" for n in xr.__all__ if inspect.isfunction(getattr(xr, n))} | {"Neuron"}
+    public |= {f"M.{n}" for n in M.__all__ if inspect.isfunction(getattr(M, n)) and n != "identity"}
+    assert not {f for f in public if f"{f}(" not in cases}
 
 
 def test_the_model_still_works_after_errors():

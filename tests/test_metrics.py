@@ -517,3 +517,56 @@ def test_fgsm_stays_within_epsilon_and_lowers_the_score():
     # the gradient of CE(class 1) w.r.t. x is -(1 - p) w: every pixel moves by -eps sign(w)
     assert torch.allclose(adv - x, -0.1 * torch.sign(model.w.detach()).view(1, 1, 4, 4))
     assert torch.equal(model.w, before) and model.w.grad is None
+
+
+# ---------------------------------------------------------------------------------------------------
+# structured outputs: logits= says where the class scores are
+# ---------------------------------------------------------------------------------------------------
+
+class TupleOutput(nn.Module):
+    """Inception-style ``(logits, aux_logits)`` around a single-output model."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        out = self.net(x)
+        return out, 2 * out[:, :2]
+
+
+class DictOutput(TupleOutput):
+    """``{"aux": ..., "out": logits}`` around a single-output model."""
+
+    def forward(self, x):
+        out = self.net(x)
+        return {"aux": out.flip(1), "out": out}
+
+
+def test_metrics_on_structured_outputs_equal_the_single_output_model():
+    import functools
+
+    import xai_ref as xr
+
+    net = small_cnn()
+    x, maps = torch.rand(2, 3, 8, 8), torch.rand(2, 8, 8)
+    metrics = {
+        "deletion": lambda m, **kw: M.deletion(m, x, maps, step=16, **kw).scores,
+        "insertion": lambda m, **kw: M.insertion(m, x, maps, step=16, blur_sigma=1.0, **kw).scores,
+        "average_drop": lambda m, **kw: torch.stack([M.average_drop(m, x, maps, **kw).Y,
+                                                     M.average_drop(m, x, maps, **kw).O]),
+        "region_perturbation": lambda m, **kw: M.region_perturbation(m, x, maps, region=2, steps=5, **kw).scores,
+        "occlusion_faithfulness": lambda m, **kw: M.occlusion_faithfulness(m, x, maps, window=4, stride=2, **kw),
+        "fgsm": lambda m, **kw: M.fgsm(m, x, epsilon=0.05, steps=2, **kw),
+        "adversarial": lambda m, **kw: M.adversarial(m, epsilon=0.05, steps=2, **kw).image(x),
+        "robustness": lambda m, **kw: M.robustness(m, x, functools.partial(xr.saliency, **kw), M.rotation(30),
+                                                   **kw).spearman,
+        "model_randomization": lambda m, **kw: M.model_randomization(m, x, functools.partial(xr.saliency, **kw),
+                                                                     **kw).spearman,
+    }
+    for wrapped, key in ((TupleOutput(net), 0), (DictOutput(net), "out")):
+        for name, metric in metrics.items():
+            expected = metric(net)
+            assert torch.equal(metric(wrapped, logits=key), expected), (name, key)
+            with pytest.raises(ValueError, match="logits="):
+                metric(wrapped)

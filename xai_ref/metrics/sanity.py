@@ -111,7 +111,7 @@ def _map(method: Callable, model: nn.Module, x: torch.Tensor, target: torch.Tens
 
 def model_randomization(model: nn.Module, x: torch.Tensor, method: Callable, target=None,
                         mode: str = "cascading", layers=None, seed: int = 0, init=None,
-                        keep_maps: bool = False, progress: bool = False) -> Randomization:
+                        keep_maps: bool = False, progress: bool = False, logits=None) -> Randomization:
     """The model parameter randomization test (Adebayo et al., NeurIPS 2018, sec. 3.1).
 
     ``method(model, x, target)`` returns a Trace or a (B,H,W) map (e.g. ``xr.grad_cam``, or
@@ -123,7 +123,9 @@ def model_randomization(model: nn.Module, x: torch.Tensor, method: Callable, tar
 
     ``rho_l = spearman(M, M_l)``, ``rho^abs_l = spearman(|M|, |M_l|)``, ``SSIM_l = ssim(M, M_l)``
 
-    with M the map of the trained model and M_l the map after randomization step l.
+    with M the map of the trained model and M_l the map after randomization step l. ``logits``: where the
+    class scores are in a structured output (`xai_ref.inputs.class_logits`), to find the predicted class;
+    the method needs it too, e.g. ``functools.partial(xr.grad_cam, logits="out")``.
     """
     check_batch(model, x)
     mode = as_choice(mode, "mode", MODES)
@@ -136,7 +138,7 @@ def model_randomization(model: nn.Module, x: torch.Tensor, method: Callable, tar
         raise TypeError(f"init must be None or a function init(module) that re-initialises it in place, got {init!r}")
     if seed + len(layers) > MAX_SEED:
         raise ValueError(f"seed must leave room for one seed per layer: at most {MAX_SEED - len(layers)}, got {seed}")
-    classes = resolve_target(model, x, target)
+    classes = resolve_target(model, x, target, logits=logits)
     work = copy.deepcopy(model)
     original = _map(method, work, x, classes)
     rows = {"spearman": [], "spearman_abs": [], "ssim": []}
