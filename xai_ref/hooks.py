@@ -225,6 +225,12 @@ def split_call(name: str) -> tuple[str, int | None]:
     return base, int(k)
 
 
+def _version(out) -> int:
+    """A tensor's in-place version counter (0 for anything else, and for a tensor made under
+    ``torch.inference_mode()``, which has none)."""
+    return out._version if isinstance(out, torch.Tensor) and not out.is_inference() else 0
+
+
 def _is_spatial(out) -> bool:
     return isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[2] * out.shape[3] > 1
 
@@ -411,7 +417,7 @@ class Hooks:
                     return
             self.activations[name] = out
             self.inputs[name] = args[0] if args else None
-            self._versions[name] = out._version if isinstance(out, torch.Tensor) else 0
+            self._versions[name] = _version(out)
             if not spatial_only and isinstance(out, torch.Tensor):
                 return out.clone()  # the network goes on with a copy: an in-place op after the layer
                                     # (DenseNet's F.relu(features, inplace=True)) cannot change the capture
@@ -439,7 +445,7 @@ class Hooks:
                                  f"valid calls are #0..#{self._calls[name] - 1}")
             raise ValueError(f"layer {name!r} was not run in the forward pass; pick a layer the model uses")
         out = self.activations[name]
-        if isinstance(out, torch.Tensor) and out._version != self._versions[name]:
+        if _version(out) != self._versions[name]:
             raise ValueError(f"the output of layer {name!r} was modified in place after it was computed, "
                              "so it is not the value the network used; name the layer (layer="
                              f"{split_call(name)[0]!r}): a named layer's output is kept as a copy")
