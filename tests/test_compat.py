@@ -12,7 +12,7 @@ independent reference that applies, returning a `Cell`; the tests assert on the 
   ReLU6 models);
 * twins (`replicas.relu_twin`, `replicas.single_output_twin`, `replicas.out_of_place_twin`): the same
   weights written the plain way, explained by our own method;
-* Grad-CAM by hand, for the vision transformer's tokens.
+* Grad-CAM (also on the vision transformer's token grid) and occlusion by hand.
 
 Where a library gives something else, the cell records it: Captum's guided / deconvnet rules see no
 ``F.relu`` (it silently returns the plain gradient there), nor ``nn.ReLU6``; Captum and torch-cam run the
