@@ -104,8 +104,7 @@ class Stepper(W.VBox):
         super().__init__([W.HBox([self.prev, self.step, self.next]), self.header, self.equations,
                           self.channel, views])
         self.add_class("xr-stepper")
-        if trace is not None:
-            self.show(trace)
+        self.show(trace)          # None: nothing shown yet (no empty pictures)
 
     # --- public -----------------------------------------------------------------------------------
 
