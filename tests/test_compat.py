@@ -258,8 +258,6 @@ def references(method: str, name: str, model: nn.Module, x: torch.Tensor, target
             checks.append(("nn.ReLU twin", result(method, ours),
                            result(method, run(method, name, twin, x, targets))))
         captum_cls = {"deconvnet": Deconvolution, "guided_backprop": GuidedBackprop}.get(method)
-        if method == "guided_grad_cam":
-            layer = layer_of(peer, name)
         if has_relu6(explained):
             R = swapped_signal(explained, x, targets, rule, fam.logits)
             ref = R if method != "guided_grad_cam" else R * ours.L_up
