@@ -145,10 +145,10 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     I = x.detach().clone()
     classes = _classes(target, x.shape[0])
     t = Trace("fooling_image", meta={"target": classes, "lr": lr})
-    c = torch.as_tensor(classes, device=x.device)
     S, pred = [], []
     for k in tqdm(range(max_steps + 1), desc="fooling", disable=not progress):
         p = forward_backward(model, I, classes, logits=logits)
+        c = p.classes.to(x.device)  # the target classes, checked against the model's classes by the pass
         S.append(p.y)
         pred.append(p.scores.argmax(1))
         active = pred[-1] != c

@@ -176,7 +176,7 @@ def pointing_game(maps, masks, labels=None, tolerance: float | None = None) -> P
     tolerance = as_number(tolerance, "tolerance", 0.0, float(np.hypot(H, W)))
     labels = torch.zeros(B, dtype=torch.long) if labels is None else _labels(labels, B)
     if not masks.flatten(1).any(1).all():
-        raise ValueError("every mask must contain at least one pixel (an object to point at)")
+        raise ValueError("masks: every mask must contain at least one pixel (an object to point at)")
 
     flat = maps.flatten(1).cpu()
     idx = flat.argmax(1)
