@@ -330,7 +330,7 @@ class Mixed(Twin):
 
 def test_mixed_activations_warn_and_rule_only_the_relus():
     model, x = Mixed().double(), torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    with pytest.warns(ReLURuleWarning, match=r"applied at the model's ReLUs \(1 calls\).*\(sigmoid, silu\)"):
+    with pytest.warns(ReLURuleWarning, match=r"applied at the model's ReLUs \(1 call\).*\(sigmoid, silu\)"):
         guided = input_gradient(model, x, "guided")
     # by hand: the same net with the ReLU's backward replaced by the guided rule and nothing else changed
     x_ = x.clone().requires_grad_()

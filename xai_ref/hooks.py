@@ -372,8 +372,9 @@ class Hooks:
                              "with any activation")
         if self.other_activations:
             self._warn(ReLURuleWarning(
-                f"the {self.rule} rule was applied at the model's ReLUs ({self.relu_count} calls); its other "
-                f"activations ({others}) have no such rule and pass the ordinary gradient"))
+                f"the {self.rule} rule was applied at the model's ReLUs ({self.relu_count} "
+                f"call{'s' if self.relu_count != 1 else ''}); its other activations ({others}) have no such rule and "
+                "pass the ordinary gradient"))
 
     def _warn(self, warning: Warning) -> None:
         """Warn once per ``with`` block (a method may run several forward passes)."""
