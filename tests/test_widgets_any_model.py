@@ -283,10 +283,11 @@ def test_a_large_input_is_shown_at_256_px(shape, shown):
 
 def test_fit_scales_small_pictures_up_and_large_ones_down():
     small = np.zeros((7, 5, 3), np.uint8)
-    assert render.fit(small, 256).shape == (252, 180, 3)          # x36, each cell an honest square
+    assert render.fit(small, 192, 256).shape == (189, 135, 3)     # x27, each cell an honest square
+    assert render.fit(np.zeros((224, 224, 3), np.uint8), 192, 256).shape == (224, 224, 3)   # as it is
     large = np.full((600, 800, 3), 200, np.uint8)
-    assert render.fit(large, 256).shape == (192, 256, 3)
-    assert (render.fit(large, 256) == 200).all()
+    assert render.fit(large, 192, 256).shape == (192, 256, 3)
+    assert (render.fit(large, 192, 256) == 200).all()
 
 
 # --- the status line ------------------------------------------------------------------------------------

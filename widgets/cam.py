@@ -130,5 +130,5 @@ class CAMExplorer(Explorer):
 
     def draw_box(self) -> None:
         """The box around the largest region above the threshold (see `explorer.localization`)."""
-        self.boxed.value, self.box_text.value = localization(self.rgb, self.trace.map,
-                                                             self.controls["threshold"].value, self.truth, self.size)
+        pic, self.box_text.value = localization(self.rgb, self.trace.map, self.controls["threshold"].value, self.truth)
+        self.boxed.value = render.png(self.fit(pic))

@@ -44,7 +44,8 @@ class Explorer(W.VBox):
     """
 
     title = ""
-    size = 256  # longer side (px) of the pictures of the input: small ones scaled up, large ones down
+    size = 192      # small pictures of the input are scaled up to this longer side (px) ...
+    largest = 256   # ... and large ones down to this, whatever the input's resolution
     needs_classes = True  # False: an explorer that works without class scores (structured outputs need no logits)
 
     def __init__(self, model=None, image=None, default_model: str = "nin_shapes", pixel_range=None,
@@ -137,9 +138,9 @@ class Explorer(W.VBox):
         return self.class_names[int(c)] if self.class_names else str(int(c))
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        """A picture of the input at display size: ``size`` pixels or a little less on its longer side,
-        whatever the input's resolution (`render.fit`)."""
-        return render.fit(rgb, self.size)
+        """A picture of the input at display size, between ``size`` and ``largest`` pixels on its longer
+        side whatever the input's resolution (`render.fit`)."""
+        return render.fit(rgb, self.size, self.largest)
 
 
 class Panel(W.VBox):
@@ -208,11 +209,11 @@ def truth_box(image, box, model) -> torch.Tensor | None:
     return None
 
 
-def localization(rgb: np.ndarray, m: torch.Tensor, fraction: float, truth: torch.Tensor | None,
-                 size: int) -> tuple[bytes, str]:
+def localization(rgb: np.ndarray, m: torch.Tensor, fraction: float,
+                 truth: torch.Tensor | None) -> tuple[np.ndarray, str]:
     """The map over the picture, pixels below ``fraction`` of the range dimmed, the box of the largest
     region above it in red (`xai_ref.metrics.threshold_boxes`), the ground truth in green with the IoU.
-    ``m``: (1,H,W) at the picture's resolution. Returns (PNG, HTML text)."""
+    ``m``: (1,H,W) at the picture's resolution. Returns (the picture (H,W,3), HTML text)."""
     box = metrics.threshold_boxes(m, fraction)[0]
     m0 = m[0].numpy()
     keep = render.normalise(m0, m0.min(), m0.max()) >= fraction     # the thresholded region (min-max, as xai_ref)
@@ -225,4 +226,4 @@ def localization(rgb: np.ndarray, m: torch.Tensor, fraction: float, truth: torch
         text += f"<br>ground truth (green) = {tuple(truth.tolist())}<br><b>IoU = {iou:.3f}</b>"
     pic = render.draw_rect(pic, box.tolist(), render.RED)
     text = f"<div style='font-size:12px'>{text}<br>(dimmed: below the threshold)</div>"
-    return render.png(render.fit(pic, size)), text
+    return pic, text

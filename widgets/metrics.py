@@ -127,5 +127,5 @@ class MetricsExplorer(Explorer):
             title=f"{kind} of {self.class_name(cv.classes[0])} ({better} AUC is better)")
 
     def draw_box(self) -> None:
-        self.boxed.value, self.box_text.value = localization(self.rgb, self.trace.map,
-                                                             self.controls["threshold"].value, self.truth, self.size)
+        pic, self.box_text.value = localization(self.rgb, self.trace.map, self.controls["threshold"].value, self.truth)
+        self.boxed.value = render.png(self.fit(pic))

@@ -111,17 +111,19 @@ def upscale(img: np.ndarray, factor: int) -> np.ndarray:
     return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
 
 
-def fit(img: np.ndarray, size: int) -> np.ndarray:
-    """A picture (h, w, 3) uint8 at display size: the longer side at most ``size``.
+def fit(img: np.ndarray, size: int, largest: int | None = None) -> np.ndarray:
+    """A picture (h, w, 3) uint8 at display size.
 
-    A small picture is upscaled (nearest) by the largest integer factor that fits, so each pixel stays
-    an honest square; a larger one (a 512x512 photo) is scaled down to ``size`` on its longer side, each
-    display pixel the average of the pixels it covers.
+    A picture smaller than ``size`` is upscaled (nearest) by the largest integer factor that keeps its
+    longer side <= ``size``, so each pixel stays an honest square; one whose longer side is above
+    ``largest`` (default ``size``; a 512x512 photo) is scaled down to ``largest``, each display pixel
+    the average of the pixels it covers; one in between is shown as it is.
     """
+    largest = size if largest is None else largest
     longest = max(img.shape[:2])
-    if longest <= size:
-        return upscale(img, size // longest)
-    height, width = (max(1, round(n * size / longest)) for n in img.shape[:2])
+    if longest <= largest:
+        return upscale(img, max(1, size // longest))
+    height, width = (max(1, round(n * largest / longest)) for n in img.shape[:2])
     return np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((width, height), Image.Resampling.BOX))
 
 
