@@ -44,7 +44,8 @@ class BackpropExplorer(Explorer):
     Controls: ``mode`` ("class" / "neuron"), ``target``, ``layer`` and ``unit`` (the neuron: its layer and
     channel, strongest position), ``method`` (the one the stepper walks through), ``relu``,
     ``relu_channel``, ``patch_row``, ``patch_col`` (the patch), ``above`` (which rule produced the signal
-    arriving at the ReLU), and the stepper's ``step`` and ``channel``.
+    arriving at the ReLU; the magnifier's controls exist only when the model has a ReLU module to zoom
+    into), and the stepper's ``step`` and ``channel``.
 
     What a model cannot show is switched off with its reason: deconvnet and guided backprop on a model
     with no ReLU (GELU, SiLU), the magnifier on a model with no ``nn.ReLU``/``nn.ReLU6`` module (ReLUs
@@ -235,7 +236,8 @@ def relu_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]
     order; a module reused by several layers is listed once per call, ``"name#k"`` (`inputs.module_calls`)."""
     names = [n for n, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
     calls = inputs.module_calls(model, x, names)
-    return {n: tuple(out.shape[1:]) for n, (out, _) in calls.items() if out.dim() == 4 and out.shape[2] * out.shape[3] > 1}
+    return {n: tuple(out.shape[1:]) for n, (out, _) in calls.items()
+            if out.dim() == 4 and out.shape[2] * out.shape[3] > 1}
 
 
 def relu_input(model: nn.Module, x: torch.Tensor, relu: str) -> torch.Tensor:
