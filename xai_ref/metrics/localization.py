@@ -23,8 +23,8 @@ EIGHT = np.ones((3, 3), dtype=bool)
 def largest_component(region: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of a bool ``(H,W)`` region (ties: the first in raster order)."""
     if not (isinstance(region, np.ndarray) and region.ndim == 2 and region.dtype == bool):
-        raise TypeError(f"region must be a bool NumPy array (H,W), got "
-                        f"{f'{region.dtype} {region.shape}' if isinstance(region, np.ndarray) else type(region).__name__}")
+        got = f"{region.dtype} {region.shape}" if isinstance(region, np.ndarray) else type(region).__name__
+        raise TypeError(f"region must be a bool NumPy array (H,W), got {got}")
     labels, n = ndimage.label(region, structure=EIGHT)
     if n == 0:
         return np.zeros_like(region, dtype=bool)
