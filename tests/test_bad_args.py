@@ -248,24 +248,13 @@ SPECS = [
 
 IDS = [f"{f.__module__.split('.')[-1]}.{f.__name__}" for f, _, _ in SPECS]
 
-#: Gaps this test finds in modules whose validation is being reworked elsewhere: strict, so the mark must go
-#: as soon as the gap is closed.
-KNOWN_GAPS = {
-    "cam.gap": "fc=3 or an fc outside the model: hooks.named_layer's message names 'layer', not 'fc'",
-    "cam.cam": "fc=3 or an fc outside the model: hooks.named_layer's message names 'layer', not 'fc'",
-    "cam.token_grid": "prefix is not checked: None raises a raw TypeError, a negative prefix a RuntimeError",
-}
-
-
 @pytest.mark.parametrize("function, good", [s[:2] for s in SPECS], ids=IDS)
 def test_the_good_call_succeeds(function, good):
     """Each good call works: the errors below come from the one bad argument."""
     function(**good)
 
 
-@pytest.mark.parametrize("function, good, bad", [
-    pytest.param(*spec, id=i, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_GAPS[i])] if i in KNOWN_GAPS else [])
-    for spec, i in zip(SPECS, IDS)])
+@pytest.mark.parametrize("function, good, bad", SPECS, ids=IDS)
 def test_a_bad_argument_raises_an_error_that_names_it(function, good, bad):
     @SETTINGS
     @given(data=st.data())

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .backprop import RULE_TEXT
+from .checks import as_count
 from .gradients import Pass, forward_backward
 from .hooks import Hooks, named_layer
 from .inputs import check_batch, class_logits, fast_layout, resize, target_classes
@@ -34,7 +35,7 @@ def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc, logits):
             raise ValueError("CAM needs global average pooling followed by a linear layer (nn.Linear) giving "
                              "the class scores, and this model has no nn.Linear; use grad_cam instead")
         fc = linears[-1]
-    fc_name, fc = named_layer(model, fc)
+    fc_name, fc = named_layer(model, fc, arg="fc")
     if not isinstance(fc, nn.Linear):
         raise ValueError(f"fc must be the nn.Linear layer after GAP, got {fc_name!r} ({type(fc).__name__})")
     with torch.no_grad(), Hooks(model, layers=[layer, fc]) as h:
@@ -148,6 +149,7 @@ def token_grid(tokens: torch.Tensor, prefix: int = 1) -> torch.Tensor:
     ``reshape=xr.token_grid`` (or ``reshape=lambda t: xr.token_grid(t, prefix=0)``): the activation and
     its gradient are reshaped alike, a pure re-indexing, so ``dy/dA`` on the grid is exact.
     """
+    prefix = as_count(prefix, "prefix", 0)
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
         raise ValueError(f"token_grid needs tokens (B, prefix + h*w, C), got "
                          f"{tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__}")

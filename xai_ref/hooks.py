@@ -189,17 +189,17 @@ class _ReLUCalls(TorchFunctionMode):
 # --- finding layers ----------------------------------------------------------------------------
 
 
-def named_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
+def named_layer(model: nn.Module, layer, arg: str = "layer") -> tuple[str, nn.Module]:
     """``(name, module)`` for a layer given as a module or a dotted name in ``model.named_modules()``,
     optionally followed by ``#k``: the k-th call (from 0) of a module that runs several times.
 
     Raises ValueError listing the nearest valid names for an unknown name, and TypeError for a value
-    that is neither.
+    that is neither; the messages call the value ``arg`` (the caller's argument name).
     """
     names = {m: n for n, m in model.named_modules()}
     if isinstance(layer, nn.Module):
         if layer not in names:
-            raise ValueError(f"the layer {type(layer).__name__} is not a module of this model; pass one "
+            raise ValueError(f"{arg}: the {type(layer).__name__} given is not a module of this model; pass one "
                              "of model.modules(), or its dotted name from model.named_modules()")
         return names[layer], layer
     if isinstance(layer, str):
@@ -209,9 +209,9 @@ def named_layer(model: nn.Module, layer) -> tuple[str, nn.Module]:
             return layer, modules[base]
         valid = [n for n in modules if n]
         near = difflib.get_close_matches(base, valid, n=5, cutoff=0.5) or valid[-5:]
-        raise ValueError(f"unknown layer {layer!r}; nearest valid names: {near} "
+        raise ValueError(f"unknown {arg} {layer!r}; nearest valid names: {near} "
                          "(all names: [n for n, _ in model.named_modules()])")
-    raise TypeError(f"layer must be an nn.Module, a dotted name (str) or None, got {type(layer).__name__}")
+    raise TypeError(f"{arg} must be an nn.Module, a dotted name (str) or None, got {type(layer).__name__}")
 
 
 def split_call(name: str) -> tuple[str, int | None]:
@@ -397,9 +397,8 @@ class Hooks:
     # capturing activations ----------------------------------------------------------------------
 
     def _register_capture(self) -> None:
-        for spec in self.layers:
-            if spec is not None:
-                self._handles.append(spec[1].register_forward_hook(self._capture(spec[0], spatial_only=False)))
+        for name, module in dict.fromkeys(spec for spec in self.layers if spec is not None):  # each once
+            self._handles.append(module.register_forward_hook(self._capture(name, spatial_only=False)))
         if None in self.layers:
             for name, module in self.model.named_modules():
                 if not list(module.children()):
