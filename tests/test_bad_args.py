@@ -80,10 +80,11 @@ def number(low: float = -np.inf, high: float = np.inf, low_open: bool = False):
     return below | above | NON_FINITE | NOT_A_NUMBER
 
 
-def pair_of_numbers():
-    """Bad values for a (low, high) range."""
+def pair_of_numbers(bounded: bool = True):
+    """Bad values for a (low, high) range (an infinite side is bad only for a ``bounded`` one)."""
+    infinite = [(float("-inf"), 1.0)] if bounded else [(float("inf"), float("inf"))]
     return st.sampled_from([(1.0, 0.0), (0.5, 0.5), (0.0,), (0.0, 1.0, 2.0), (0.0, float("nan")), ("0", "1"),
-                            (float("-inf"), 1.0), 0.5, None, "01"])
+                            *infinite, 0.5, None, "01"])
 
 
 def optional(strategy):
@@ -131,7 +132,7 @@ GRAD_CAM_ARGS = dict(METHOD_ARGS, counterfactual=NOT_A_FLAG, reshape=st.sampled_
 METRIC_ARGS = dict(model=BAD_MODEL, x=BAD_X, maps=BAD_MAPS | st.just(MAPS[:1]), target=BAD_TARGET, logits=BAD_LOGITS)
 CURVE_ARGS = dict(METRIC_ARGS, step=optional(count()), output=NOT_A_STRING,
                   batch_size=count(), progress=NOT_A_FLAG)
-TRANSFORMS = dict(sigma=number(0), seed=count(0, 2**63 - 1), clamp=optional(pair_of_numbers()))
+TRANSFORMS = dict(sigma=number(0), seed=count(0, 2**63 - 1), clamp=optional(pair_of_numbers(bounded=False)))
 
 SPECS = [
     (xr.gap, dict(model=MODEL, x=X), dict(model=BAD_MODEL, x=BAD_X, layer=BAD_LAYER, logits=BAD_LOGITS,
@@ -158,11 +159,11 @@ SPECS = [
                                                                      torch.full((3, 8, 8), float("nan")),
                                                                      torch.zeros(3, 8, 8, dtype=torch.long),
                                                                      np.zeros((3, 8, 8))]),
-          seed=count(0, 2**63 - 1), pixel_range=pair_of_numbers(), snapshot_every=count(), progress=NOT_A_FLAG,
+          seed=count(0, 2**63 - 1), pixel_range=pair_of_numbers(bounded=False), snapshot_every=count(), progress=NOT_A_FLAG,
           logits=BAD_LOGITS)),
     (xr.fooling_image, dict(model=MODEL, x=X, target=[0, 1], max_steps=2, pixel_range=(0.0, 1.0)),
      dict(model=BAD_MODEL, x=BAD_X, target=BAD_TARGET, lr=number(0, low_open=True), max_steps=count(),
-          pixel_range=optional(pair_of_numbers()), progress=NOT_A_FLAG, logits=BAD_LOGITS)),
+          pixel_range=optional(pair_of_numbers(bounded=False)), progress=NOT_A_FLAG, logits=BAD_LOGITS)),
     (xr.Neuron, dict(layer="conv2", channel=1, position=(0, 1)),
      dict(layer=st.sampled_from([3, None, 1.5, ["conv2"]]), channel=count(0),
           position=st.sampled_from(["mean", None, (1,), (1, 2, 3), (-1, 0), (0, 1.5), 3, (np.int64(-2), 0)]))),
@@ -232,10 +233,10 @@ SPECS = [
     (M.translation, dict(dx=1, dy=-2), dict(dx=NOT_AN_INT, dy=NOT_AN_INT)),
     (M.fgsm, dict(model=MODEL, x=X, steps=2),
      dict(model=BAD_MODEL, x=BAD_X, target=BAD_TARGET, epsilon=number(0), steps=count(),
-          clamp=optional(pair_of_numbers()),
+          clamp=optional(pair_of_numbers(bounded=False)),
           logits=BAD_LOGITS)),
     (M.adversarial, dict(model=MODEL, steps=2),
-     dict(model=BAD_MODEL, epsilon=number(0), steps=count(), clamp=optional(pair_of_numbers()),
+     dict(model=BAD_MODEL, epsilon=number(0), steps=count(), clamp=optional(pair_of_numbers(bounded=False)),
           logits=st.sampled_from([1.5, [0], object()]))),
     # similarity of maps
     (M.spearman, dict(a=MAPS, b=MAPS.flip(1)),

@@ -141,7 +141,7 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     progress = as_flag(progress, "progress")
     check_logits(logits)
     if pixel_range is not None:
-        pixel_range = as_range(pixel_range, "pixel_range")
+        pixel_range = as_range(pixel_range, "pixel_range", bounded=False)
     I = x.detach().clone()
     classes = _classes(target, x.shape[0])
     t = Trace("fooling_image", meta={"target": classes, "lr": lr})

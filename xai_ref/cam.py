@@ -172,10 +172,10 @@ def _as_grid(p: Pass, reshape) -> Pass:
 
 def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, counterfactual: bool) -> Trace:
     if p.A.dim() != 4:
-        tokens = (" If they are a transformer's tokens (B, 1 + h*w, C), pass reshape=xr.token_grid"
+        tokens = ("; if they are a transformer's tokens (B, 1 + h*w, C), pass reshape=xr.token_grid"
                   if p.A.dim() == 3 else "")
         raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
-                         f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one).{tokens}")
+                         f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one){tokens}")
     t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
     A = t.add("A", r"A^k,\ k = 1..K", f"feature maps of layer {p.layer}", p.A)
     t.add("dY_dA", r"\frac{\partial y^c}{\partial A^k_{ij}}", "gradient of the target score at the feature maps",

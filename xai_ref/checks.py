@@ -78,14 +78,24 @@ def as_number(v, name: str, low: float = -math.inf, high: float = math.inf, low_
     return v
 
 
-def as_range(v, name: str) -> tuple[float, float]:
-    """A pair ``(low, high)`` of finite numbers with ``low < high``."""
+def as_range(v, name: str, bounded: bool = True) -> tuple[float, float]:
+    """A pair ``(low, high)`` of numbers with ``low < high``: finite, or with ``bounded=False`` possibly
+    infinite (no bound on that side, e.g. ``pixel_range=(-inf, inf)``: no clamping); never NaN."""
     if not isinstance(v, (tuple, list)) or len(v) != 2:
         raise TypeError(f"{name} must be a pair (low, high), got {v!r}")
-    low, high = (as_number(a, name) for a in v)
+    low, high = (as_number(a, name) if bounded else _as_bound(a, name) for a in v)
     if not low < high:
         raise ValueError(f"{name} must have low < high, got {v!r}")
     return low, high
+
+
+def _as_bound(v, name: str) -> float:
+    """A real number or +-inf, not NaN."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a pair of numbers (low, high), got {v!r} in it")
+    if math.isnan(v):
+        raise ValueError(f"{name} must not contain NaN")
+    return float(v)
 
 
 def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range) -> None:
@@ -103,4 +113,4 @@ def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixe
     if blur_every and not blur_sigma > 0:
         raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
                          f"got {blur_sigma!r}")
-    as_range(pixel_range, "pixel_range")
+    as_range(pixel_range, "pixel_range", bounded=False)

@@ -45,7 +45,7 @@ class Transform:
 
 def _clamp(clamp) -> tuple[float, float] | None:
     """The pixel range ``(low, high)`` to clamp images to, or None (no clamping)."""
-    return None if clamp is None else as_range(clamp, "clamp")
+    return None if clamp is None else as_range(clamp, "clamp", bounded=False)
 
 
 def identity() -> Transform:

@@ -126,7 +126,7 @@ def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_s
     check_batch(net, x)
     max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)
     if pixel_range is not None:
-        pixel_range = as_range(pixel_range, "pixel_range")
+        pixel_range = as_range(pixel_range, "pixel_range", bounded=False)
     I = x.copy()
     classes = _classes(target, x.shape[0])
     t = Trace("fooling_image", meta={"target": classes, "lr": lr})
