@@ -367,6 +367,20 @@ class Reused(nn.Module):
         return self.fc(self.relu(h).mean((2, 3)))
 
 
+def test_every_call_of_the_requested_layers_in_the_order_they_ran():
+    model, x = Reused(), torch.randn(2, 3, 8, 8)
+    with Hooks(model, layers=["relu#0", "relu#1", "relu#2"]) as h:
+        model(x)
+        by_call = [(h.activation(k), h.inputs[f"relu#{k}"]) for k in range(3)]
+    with pytest.warns(LayerReuseWarning), Hooks(model, layers=["relu", "conv2"]) as h:
+        model(x)
+        calls = h.calls()
+    assert list(calls) == ["relu#0", "conv2", "relu#1", "relu#2"]
+    for k, (out, inp) in enumerate(by_call):
+        assert torch.equal(calls[f"relu#{k}"][0], out) and torch.equal(calls[f"relu#{k}"][1], inp)
+    assert torch.equal(calls["conv2"][1], by_call[0][0])        # conv2 reads the first call's output
+
+
 def test_reused_module_is_captured_at_its_last_call_with_a_warning():
     model, x = Reused(), torch.randn(2, 3, 8, 8)
     with pytest.warns(LayerReuseWarning, match=r"layer 'relu' ran 3 times.*'relu#k'"):

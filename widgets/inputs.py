@@ -28,8 +28,6 @@ from . import render
 
 #: Where the shapes nets see their pixels; photos use ``photos.PIXEL_RANGE``.
 SHAPES_RANGE = (0.0, 1.0)
-#: The calls of a reused module that the choosers list (its first ones).
-MAX_CALLS = 32
 
 
 def resolve_model(model, default: str = "nin_shapes") -> nn.Module:
@@ -142,25 +140,14 @@ def module_calls(model: nn.Module, x: torch.Tensor, names: list[str]) -> dict[st
 
     A module that runs once is listed by its name. A module that runs several times in one forward pass
     (one ``nn.ReLU`` reused by every step of a ResNet block) is listed once per call, as ``"name#k"``
-    (k = 0 the first call; its first `MAX_CALLS` calls): the name every ``xai_ref`` ``layer`` argument
-    accepts for that call. One pass without gradients finds the reused modules (a module with a call #1);
-    only if there are any, a second pass captures each of their calls.
+    (k = 0 the first call): the name every ``xai_ref`` ``layer`` argument accepts for that call
+    (`xai_ref.hooks.Hooks.calls`).
     """
-    calls = _captured(model, x, names + [f"{n}#1" for n in names])
-    reused = {split_call(n)[0] for n in calls if split_call(n)[1] == 1}
-    if not reused:
-        return calls
-    return _captured(model, x, [c for n in names for c in ([f"{n}#{k}" for k in range(MAX_CALLS)]
-                                                           if n in reused else [n])])
-
-
-def _captured(model: nn.Module, x: torch.Tensor, layers: list[str]) -> dict[str, tuple[torch.Tensor, object]]:
-    """layer -> (output, input) for the ``layers`` that ran (a reused module's plain name: its last call)."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LayerReuseWarning)   # module_calls lists a reused module by call
-        with torch.no_grad(), Hooks(model, layers=layers) as h:
+        warnings.simplefilter("ignore", LayerReuseWarning)   # listed by call here: nothing to warn about
+        with torch.no_grad(), Hooks(model, layers=names) as h:
             model(x)
-    return {n: (out, h.inputs[n]) for n, out in h.activations.items()}
+            return h.calls()
 
 
 def call_label(name: str, shape: tuple[int, ...]) -> str:

@@ -196,14 +196,23 @@ def named_layer(model: nn.Module, layer, arg: str = "layer") -> tuple[str, nn.Mo
     Raises ValueError listing the nearest valid names for an unknown name, and TypeError for a value
     that is neither; the messages call the value ``arg`` (the caller's argument name).
     """
-    names = {m: n for n, m in model.named_modules()}
+    return named_layers(model, [layer], arg)[0]
+
+
+def named_layers(model: nn.Module, layers: Sequence, arg: str = "layer") -> list[tuple[str, nn.Module]]:
+    """`named_layer` for each of ``layers``, looking the model's modules up once."""
+    modules = dict(model.named_modules())
+    names = {m: n for n, m in modules.items()}
+    return [_named(modules, names, layer, arg) for layer in layers]
+
+
+def _named(modules: dict, names: dict, layer, arg: str) -> tuple[str, nn.Module]:
     if isinstance(layer, nn.Module):
         if layer not in names:
             raise ValueError(f"{arg}: the {type(layer).__name__} given is not a module of this model; pass one "
                              "of model.modules(), or its dotted name from model.named_modules()")
         return names[layer], layer
     if isinstance(layer, str):
-        modules = dict(model.named_modules())
         base, call = split_call(layer)
         if base in modules:
             return layer, modules[base]
@@ -260,11 +269,14 @@ class Hooks:
         if rule not in RULES:
             raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {RULES}")
         self.model, self._rule, self._hooked_rules = model, rule, rule != "backprop"
-        self.layers = [None if l is None else named_layer(model, l) for l in (layers or ())]
+        layers = list(layers or ())
+        found = iter(named_layers(model, [l for l in layers if l is not None]))
+        self.layers = [None if l is None else next(found) for l in layers]
         self.activations: dict[str, torch.Tensor] = {}
         self.inputs: dict[str, object] = {}
         self._versions: dict[str, int] = {}
         self._calls: dict[str, int] = {}          # how often each requested layer ran in this forward pass
+        self._every_call: list[tuple[str, object, object]] = []   # (layer, output, input) of each call, in order
         self._handles: list = []
         self._saved: dict | None = None
         self._last_spatial: str | None = None
@@ -350,6 +362,7 @@ class Hooks:
         self.in_forward, self.relu_count, self._conv_checked = True, 0, False
         self.other_activations.clear()
         self._calls.clear()
+        self._every_call.clear()
         def fresh(a):
             return a.clone() if isinstance(a, torch.Tensor) else a
         return tuple(fresh(a) for a in args), {k: fresh(v) for k, v in kwargs.items()}
@@ -413,7 +426,9 @@ class Hooks:
                 self._last_spatial = name
             else:
                 n = self._calls[name] = self._calls.get(name, 0) + 1
-                if call is not None and n - 1 != call:
+                if call is None:
+                    self._every_call.append((name, out, args[0] if args else None))
+                elif n - 1 != call:
                     return
             self.activations[name] = out
             self.inputs[name] = args[0] if args else None
@@ -449,6 +464,19 @@ class Hooks:
             raise ValueError(f"the output of layer {name!r} was modified in place after it was computed, "
                              "so it is not the value the network used; name the layer (layer="
                              f"{split_call(name)[0]!r}): a named layer's output is kept as a copy")
+        return out
+
+    def calls(self) -> dict[str, tuple[object, object]]:
+        """Every call of the requested layers (named without ``#k``) in the last forward pass, in the order
+        they ran: ``name -> (output, input)`` for a layer that ran once, ``"name#k" -> (output, input)`` for
+        each call k of a layer that ran several times (the names every ``layer`` argument accepts)."""
+        runs = {}
+        for name, _, _ in self._every_call:
+            runs[name] = runs.get(name, 0) + 1
+        seen, out = {}, {}
+        for name, output, inp in self._every_call:
+            k = seen[name] = seen.get(name, -1) + 1
+            out[name if runs[name] == 1 else f"{name}#{k}"] = (output, inp)
         return out
 
     @property
