@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from xai_ref import train
-from xai_ref.data import shapes
+from xai_ref.data import concepts, shapes
 from xai_ref.models import shapes_nets
 
 WEIGHTS = shapes_nets.__file__.rsplit("/", 1)[0] + "/weights"
-FIELDS = ("images", "labels", "boxes", "masks", "cue_masks", "cue_labels")
+FIELDS = ("images", "labels", "boxes", "masks", "cue_masks", "cue_labels", "colours", "clutter_masks")
 
 
 def boxes_of(masks: np.ndarray) -> np.ndarray:
@@ -175,12 +175,76 @@ def test_sub_batches_and_torch():
         (dict(n_classes=11), "n_classes must be an integer from 2 to 10"),
         (dict(size=16), "size must be an integer from 32"),
         (dict(cue_agreement=1.5), r"cue_agreement must be a probability in \[0, 1\]"),
+        (dict(scale=(0.2, 0.1)), r"scale must be a tuple \(r_min, r_max\).*0 < r_min <= r_max <= 0.484"),
+        (dict(scale=0.3), r"scale must be a tuple \(r_min, r_max\)"),
+        (dict(scale=(0.1, 0.3), objects=2), r"r_max <= 0.25 for objects=2"),
+        (dict(scale=(0.02, 0.1)), r"smallest radius\) must be >= 0.0469 .* \(3 px\)"),
+        (dict(scale=(0.05, 0.3), biased=True), r"must be >= 0.1 .*biased=True"),
     ],
 )
 def test_bad_arguments_say_what_is_valid(kwargs, match):
     args = dict(n=4, seed=0) | kwargs
     with pytest.raises(ValueError, match=match):
         shapes.generate(args.pop("n"), args.pop("seed"), **args)
+
+
+@pytest.mark.parametrize("scale, objects", [((3 / 64, 3 / 64), 1), ((0.45, 0.484), 1), ((0.05, 0.25), 2)])
+def test_scale_sets_the_object_radius_from_tiny_to_image_filling(scale, objects):
+    b = shapes.generate(300, 1, scale=scale, objects=objects, n_classes=10)
+    area = b.masks.sum((2, 3))
+    assert (area > 0).all() and np.array_equal(b.boxes, boxes_of(b.masks))
+    # a shape lies inside the disc of its radius r: area <= pi r^2 (+ the pixels the disc's edge cuts)
+    r_max = scale[1] * 64
+    assert area.max() <= np.pi * (r_max + 1) ** 2
+    if scale[0] >= 0.45:  # image-filling: the box spans most of the image
+        width = b.boxes[..., 2] - b.boxes[..., 0]
+        assert np.median(width) > 0.6 * 64
+
+
+def test_default_scale_is_the_documented_radius_range():
+    b = shapes.generate(500, 3, clutter=False, n_classes=2)  # circles and squares: radius from the box
+    circles = b.label == 0
+    radius = (b.box[circles, 2] - b.box[circles, 0]) / 2
+    lo, hi = shapes.SCALE
+    assert radius.min() >= lo * 64 - 1 and radius.max() <= hi * 64 + 1
+
+
+def test_concepts_are_the_exact_masks_of_classes_colours_edges_clutter_cue_and_background():
+    b = shapes.generate(40, 5, objects=2, biased=True)
+    c = concepts.concepts(b)
+    assert c.names == (*b.classes, *concepts.COLOURS, "edge", "clutter", "cue", "background")
+    assert c.masks.shape == (40, len(c.names), 64, 64) and c.masks.dtype == bool
+    ix = {name: i for i, name in enumerate(c.names)}
+    for i in range(40):
+        for k in range(2):
+            obj = b.masks[i, k]
+            assert (c.masks[i, b.labels[i, k]] == obj).all()  # two objects: different classes
+            colour = concepts.COLOURS[concepts.colour_index(b.colours[i, k])]
+            assert c.masks[i, ix[colour]][obj].all()
+        assert (c.masks[i, ix["cue"]] == b.cue_masks[i]).all()
+        assert (c.masks[i, ix["clutter"]] == b.clutter_masks[i]).all()
+    # the partition: every pixel is exactly one of object, stroke, cue, background
+    parts = b.masks.any(1).astype(int) + c.masks[:, ix["clutter"]] + c.masks[:, ix["cue"]] + c.masks[:, ix["background"]]
+    assert (parts == 1).all()
+    # edges are object pixels, and a filled 3x3 square has 8 of them
+    assert not (c.masks[:, ix["edge"]] & ~b.masks.any(1)).any()
+    square = np.zeros((1, 5, 5), bool)
+    square[0, 1:4, 1:4] = True
+    assert concepts._edges(square).sum() == 8 and not concepts._edges(square)[0, 2, 2]
+
+
+def test_clutter_masks_are_what_the_strokes_painted():
+    plain, cluttered = shapes.generate(20, 9, clutter=False), shapes.generate(20, 9)
+    changed = np.abs(plain.images - cluttered.images).max(1) > 0
+    assert np.array_equal(changed, cluttered.clutter_masks) and not plain.clutter_masks.any()
+
+
+def test_colour_names_follow_the_hue_and_saturation():
+    rgb = [[1, 0, 0], [0.9, 0.85, 0.1], [0.1, 0.8, 0], [0, 0.7, 0.7], [0.1, 0.2, 1], [1, 0, 0.9], [1, 0.9, 0.8], [1, 0.2, 0.1]]
+    names = [concepts.COLOURS[i] for i in concepts.colour_index(np.array(rgb))]
+    assert names == ["red", "yellow", "green", "cyan", "blue", "magenta", "white", "red"]
+    with pytest.raises(TypeError, match="batch must be a shapes.ShapesBatch"):
+        concepts.concepts(np.zeros((2, 3, 8, 8)))
 
 
 # --- networks ---------------------------------------------------------------------------------------
@@ -262,3 +326,14 @@ def test_training_is_deterministic_and_restores_torch_settings(one_thread, tmp_p
         train.train("nin_shapes", two_objects=1.5)
     with pytest.raises(ValueError, match="two objects per image"):
         train.evaluate_pairs(m1, shapes.generate(3, 0))
+
+
+def test_shipped_biased_nin_follows_the_cue_not_the_shape(one_thread):
+    from xai_ref.models import load
+
+    model = load("nin_shapes_biased")
+    test = shapes.generate(400, train.TEST_SEED, biased=True, split="test")  # the cue's colour is random
+    pred = train.predict(model, test.images)
+    disagree = test.cue_labels != test.label
+    assert (pred[disagree] == test.cue_labels[disagree]).mean() > 0.95  # it reads the cue ...
+    assert (pred == test.label).mean() < 0.4  # ... so it misses the shape whenever the cue disagrees

@@ -1,3 +1,3 @@
-"""Offline data: the seeded shapes generator (exact boxes and masks) and public-domain photographs."""
+"""Offline data: the seeded shapes generator (exact boxes, masks and concept masks) and public-domain photographs."""
 
-from . import photos, shapes
+from . import concepts, photos, shapes

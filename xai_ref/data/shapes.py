@@ -51,6 +51,7 @@ __all__ = [
     "ALL_CLASSES",
     "CLASSES",
     "CUE_COLOURS",
+    "SCALE",
     "SPLITS",
     "ShapesBatch",
     "generate",
@@ -95,8 +96,11 @@ CUE_COLOURS = np.array(
     dtype=np.float32,
 )
 
-# Geometry, as fractions of the image size (64 px: radius 7.7 to 12.8 px, cue 6x6 px).
-_R_MIN, _R_MAX = 0.12, 0.20
+#: The default range of object radii ``(r_min, r_max)`` as fractions of the image side (64 px: 7.7 to 12.8 px;
+#: the object's disc covers 4.5 % to 12.6 % of the image). ``generate(..., scale=...)`` changes it.
+SCALE = (0.12, 0.20)
+_MIN_RADIUS_PX = 3  # smaller shapes can lose every pixel centre (a 1.5 px plus may paint nothing)
+# Geometry, as fractions of the image size (64 px: cue 6x6 px).
 _GAP = 0.03  # minimum gap between the discs of two objects
 _CUE = 0.10  # side of the cue square
 _N_STROKES = 4  # strokes of clutter per image
@@ -214,6 +218,9 @@ class ShapesBatch:
         cue_labels: ``(n,)`` int64, the class whose colour the cue has, or ``None`` when not ``biased``.
         classes: the class names, ``ALL_CLASSES[:n_classes]``.
         split: ``"train"`` or ``"test"``.
+        colours: ``(n, m, 3)`` float32, the RGB colour each object is painted with.
+        clutter_masks: ``(n, H, W)`` bool, the visible pixels of the clutter strokes (all ``False`` without
+            clutter). The concept masks of :mod:`xai_ref.data.concepts` are built from these fields.
     """
 
     images: np.ndarray
@@ -224,6 +231,8 @@ class ShapesBatch:
     cue_labels: np.ndarray | None
     classes: tuple[str, ...]
     split: str
+    colours: np.ndarray
+    clutter_masks: np.ndarray
 
     @property
     def label(self) -> np.ndarray:
@@ -261,6 +270,8 @@ class ShapesBatch:
             masks=pick(self.masks),
             cue_masks=pick(self.cue_masks),
             cue_labels=pick(self.cue_labels),
+            colours=pick(self.colours),
+            clutter_masks=pick(self.clutter_masks),
         )
 
     def to_torch(self):
@@ -275,7 +286,7 @@ class ShapesBatch:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _check_args(n, seed, objects, split, n_classes, size, cue_agreement):
+def _check_args(n, seed, objects, split, n_classes, size, cue_agreement, scale, biased):
     def is_int(x):
         return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -296,6 +307,20 @@ def _check_args(n, seed, objects, split, n_classes, size, cue_agreement):
         raise ValueError(f"size must be an integer from 32 to 1024 (pixels per side), got {size!r}")
     if not 0.0 <= cue_agreement <= 1.0:
         raise ValueError(f"cue_agreement must be a probability in [0, 1], got {cue_agreement!r}")
+    fits = 0.25 if objects == 2 else 0.5 - 1.0 / size  # two discs (and their gap) must fit side by side
+    if (not isinstance(scale, tuple) or len(scale) != 2 or not all(isinstance(r, (int, float)) for r in scale)
+            or not 0 < scale[0] <= scale[1] <= fits):
+        raise ValueError(
+            f"scale must be a tuple (r_min, r_max) of object radii as fractions of the image side, with "
+            f"0 < r_min <= r_max <= {fits:.3g} for objects={objects}, got {scale!r}; the default is {SCALE}"
+        )
+    r_min = max(_MIN_RADIUS_PX / size, _CUE if biased else 0.0)  # visible: never empty, never hidden by the cue
+    if scale[0] < r_min:
+        raise ValueError(
+            f"scale[0] (the smallest radius) must be >= {r_min:.3g} of the image side at size={size}"
+            f"{' with biased=True (no object hidden under the cue)' if biased else f' ({_MIN_RADIUS_PX} px)'}, "
+            f"got {scale[0]!r}; raise it or the image size"
+        )
 
 
 def _window_pixels(oy, ox, s, size):
@@ -304,9 +329,10 @@ def _window_pixels(oy, ox, s, size):
     return (oy[:, None, None] + r[None, :, None]) * size + (ox[:, None, None] + r[None, None, :])
 
 
-def _place_objects(rng, n, objects, size):
+def _place_objects(rng, n, objects, size, scale):
     """Centres ``(n, m, 2)`` as (x, y), radii ``(n, m)``: every disc inside the image, discs disjoint."""
-    r = rng.uniform(_R_MIN * size, _R_MAX * size, (n, objects))
+    r_min, r_max = scale[0] * size, scale[1] * size
+    r = rng.uniform(r_min, r_max, (n, objects))
     lo, hi = r + 1.0, size - 1.0 - r
     c = lo[..., None] + rng.random((n, objects, 2)) * (hi - lo)[..., None]
     if objects == 2:
@@ -316,7 +342,7 @@ def _place_objects(rng, n, objects, size):
             if not bad.any():
                 break
             k = int(bad.sum())
-            r[bad] = rng.uniform(_R_MIN * size, _R_MAX * size, (k, objects))
+            r[bad] = rng.uniform(r_min, r_max, (k, objects))
             lo, hi = r[bad] + 1.0, size - 1.0 - r[bad]
             c[bad] = lo[..., None] + rng.random((k, objects, 2)) * (hi - lo)[..., None]
         else:  # pragma: no cover - probability ~ 0.4 ** 1000
@@ -335,6 +361,7 @@ def generate(
     n_classes: int = 6,
     size: int = 64,
     cue_agreement: float = 1.0,
+    scale: tuple[float, float] = SCALE,
 ) -> ShapesBatch:
     """Generate ``n`` shapes images with their exact boxes and masks.
 
@@ -350,11 +377,17 @@ def generate(
         size: image side in pixels (32 to 1024); object sizes scale with it.
         cue_agreement: in a biased ``"train"`` batch, the probability that the cue agrees with the label
             (otherwise it shows another class's colour). Ignored in ``"test"`` (always uniform).
+        scale: ``(r_min, r_max)``, the range of object radii as fractions of the image side; each radius is
+            drawn uniformly from it. Default :data:`SCALE`. From 3 px (from the cue's side, 0.1, when ``biased``)
+            up to ``1/2 - 1/size`` with one object (a disc
+            that fills the image), up to 1/4 with two. How much of the disc a shape fills depends on its
+            class (a circle all of it, a plus about 40 %).
 
     Returns:
         A :class:`ShapesBatch`.
     """
-    _check_args(n, seed, objects, split, n_classes, size, cue_agreement)
+    scale = tuple(scale) if isinstance(scale, list) else scale
+    _check_args(n, seed, objects, split, n_classes, size, cue_agreement, scale, biased)
     n, objects, size = int(n), int(objects), int(size)
     classes = ALL_CLASSES[:n_classes]
     rng_obj, rng_bg, rng_clutter, rng_cue = (
@@ -370,7 +403,7 @@ def generate(
         first = rng_obj.integers(0, n_classes, n)
         labels = np.stack([first, (first + rng_obj.integers(1, n_classes, n)) % n_classes], 1)
     labels = labels.astype(np.int64)
-    centres, radii = _place_objects(rng_obj, n, objects, size)
+    centres, radii = _place_objects(rng_obj, n, objects, size, scale)
     angles = rng_obj.uniform(0, 2 * np.pi, (n, objects)).astype(np.float32)
     hue = rng_obj.random((n, objects, 3), dtype=np.float32)
     brightness = rng_obj.uniform(0.65, 1.0, (n, objects, 1)).astype(np.float32)
@@ -394,6 +427,7 @@ def generate(
             flat[(3 * i + ch) * hw + p] = rgb[:, ch]
 
     # --- 2. clutter: thin segments (rotated thin rectangles), each in its own s x s window
+    strokes = np.zeros((n, hw), dtype=bool)
     if clutter:
         half_len = rng_clutter.uniform(*_STROKE_HALF_LEN, (n, _N_STROKES)).astype(np.float32) * size
         half_w = rng_clutter.uniform(*_STROKE_HALF_WIDTH, (n, _N_STROKES)).astype(np.float32)
@@ -410,11 +444,12 @@ def generate(
             on = (np.abs(along) <= half_len[:, j, None, None]) & (np.abs(across) <= half_w[:, j, None, None])
             i, y, x = np.nonzero(on)
             p = (origin[i, j, 0] + y) * size + origin[i, j, 1] + x
+            strokes[i, p] = True
             paint(i, p, flat[(3 * i[:, None] + np.arange(3)) * hw + p[:, None]] + contrast[i, j] * tint[i, j])
 
     # --- 3. objects: each in an s x s window around its centre (the window always fits in the image)
     masks = np.zeros((n, objects, hw), dtype=bool)
-    s = min(size, 2 * int(np.ceil(_R_MAX * size)) + 2)
+    s = min(size, 2 * int(np.ceil(scale[1] * size)) + 2)
     local = np.arange(s, dtype=np.float32) + np.float32(0.5)
     for k in range(objects):
         origin = np.clip(np.floor(centres[:, k]).astype(np.int64) - s // 2, 0, size - s)  # (x, y)
@@ -454,7 +489,9 @@ def generate(
         i = np.repeat(np.arange(n), side * side)
         paint(i, pix.reshape(-1), CUE_COLOURS[cue_labels[i]])
         masks &= ~cue_masks[:, None, :]  # the cue occludes objects: masks stay what is visible
+        strokes &= ~cue_masks
         cue_masks = cue_masks.reshape(n, size, size)
+    strokes &= ~masks.any(1)  # objects are painted over the strokes
     masks = masks.reshape(n, objects, size, size)
 
     # --- boxes: exactly the bounding boxes of the masks
@@ -463,4 +500,5 @@ def generate(
         [cols.argmax(2), rows.argmax(2), size - cols[..., ::-1].argmax(2), size - rows[..., ::-1].argmax(2)],
         axis=-1,
     ).astype(np.int64)
-    return ShapesBatch(images, labels, boxes, masks, cue_masks, cue_labels, classes, split)
+    return ShapesBatch(images, labels, boxes, masks, cue_masks, cue_labels, classes, split, colours,
+                       strokes.reshape(n, size, size))

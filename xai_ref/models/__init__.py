@@ -5,7 +5,10 @@
 
 Names: ``"nin_shapes"`` (NIN-style mlpconv blocks, GAP straight into linear class scores: CAM applies),
 ``"vgg_shapes"`` (conv/ReLU/max-pool blocks and a fully-connected head: deconvnet with switches,
-Grad-CAM where CAM does not apply), ``"efficientnet_lite0"`` (ImageNet, 224x224 input). The shapes nets'
+Grad-CAM where CAM does not apply), ``"nin_shapes_biased"`` (``nin_shapes`` trained on the biased variant,
+where a corner square's colour gives the class away: it learns the cue, not the shape; reproduced by
+``python -m xai_ref.train nin_shapes --biased --epochs 3 --images-per-epoch 4000``),
+``"efficientnet_lite0"`` (ImageNet, 224x224 input). The shapes nets'
 weights ship in this package (``weights/NAME.pt``, reproduced by ``python -m xai_ref.train NAME``) and
 load with ``torch.load(..., weights_only=True)``.
 """
@@ -19,7 +22,9 @@ from torch import nn
 
 from . import at_nets, efficientnet, shapes_nets
 
-NAMES = (*shapes_nets.BUILDERS, *at_nets.BUILDERS, "efficientnet_lite0")
+#: Shipped shapes nets trained on another recipe: name -> architecture (a key of ``shapes_nets.BUILDERS``).
+VARIANTS = {"nin_shapes_biased": "nin_shapes"}
+NAMES = (*shapes_nets.BUILDERS, *VARIANTS, *at_nets.BUILDERS, "efficientnet_lite0")
 
 
 def weights_path(name: str):
@@ -31,9 +36,10 @@ def load(name: str) -> nn.Module:
     """The named model with its trained weights, in eval mode."""
     if name == "efficientnet_lite0":
         return efficientnet.efficientnet_lite0()
-    if name not in shapes_nets.BUILDERS and name not in at_nets.BUILDERS:
+    if name not in NAMES:
         raise ValueError(f"unknown model {name!r}; available: {NAMES}")
-    model = (shapes_nets.BUILDERS.get(name) or at_nets.BUILDERS[name])()  # at_*: attention transfer (at_nets)
+    builders = {**shapes_nets.BUILDERS, **at_nets.BUILDERS}  # at_*: attention transfer (at_nets)
+    model = builders[VARIANTS.get(name, name)]()
     with resources.as_file(weights_path(name)) as path:
         model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"), strict=True)
     return model.eval()
