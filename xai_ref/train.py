@@ -3,6 +3,7 @@
     python -m xai_ref.train nin_shapes                 # writes xai_ref/models/weights/nin_shapes.pt
     python -m xai_ref.train vgg_shapes --epochs 8 --seed 0 --out /tmp/vgg.pt
     python -m xai_ref.train vgg_shapes --biased        # the "clever Hans" model: vgg_shapes_biased.pt
+    python -m xai_ref.train nin_shapes --scale 0.06 0.48 --out /tmp/nin_wide.pt   # small to image-filling
 
 Every epoch trains on freshly generated shapes images with clutter (``split="train"``, seeds
 ``seed * 1000 + epoch`` and ``seed * 1000 + 500 + epoch``), so the network never sees an image twice.
@@ -10,9 +11,11 @@ By default every image holds one object (target: its class), which is how the sh
 trained. ``--two-objects F`` makes a fraction F hold two, with the target probability split 1/2 : 1/2
 between their classes, so that on a two-object image both classes score high (measured: with F = 1/4
 for NIN and 1/2 for VGG, both objects are the top two classes on 99% / 85% of two-object test images,
-against 31% / 43% for the shipped one-object nets, at the same one-object accuracy). At the end the network is evaluated on
-:data:`TEST_SIZE` one-object images of the held-out ``"test"`` split (seed :data:`TEST_SEED`, never
-trained on); ``main`` also reports :func:`evaluate_pairs` on two-object test images.
+against 31% / 43% for the shipped one-object nets, at the same one-object accuracy). ``--scale R_MIN R_MAX``
+draws the objects' radii from that range (fractions of the image side, :func:`shapes.generate`'s ``scale``;
+default :data:`shapes.SCALE`, which the shipped weights were trained with). At the end the network is
+evaluated on :data:`TEST_SIZE` one-object images of the held-out ``"test"`` split at the same scale (seed
+:data:`TEST_SEED`, never trained on); ``main`` also reports :func:`evaluate_pairs` on two-object test images.
 Training is deterministic: the same arguments on the same machine give the same weights, bit for bit
 (seeded torch, deterministic algorithms, one thread). One thread and channels-last tensors are also the
 fastest setting measured on a shared 2-core CPU: about 3 ms of CPU per training image, so 64 000 images
@@ -114,6 +117,7 @@ def train(
     lr: float | None = None,
     threads: int = 1,
     test_size: int = TEST_SIZE,
+    scale: tuple[float, float] = shapes.SCALE,
 ) -> tuple[nn.Sequential, float]:
     """Train the shapes network ``name`` from scratch; returns ``(model in eval mode, held-out accuracy)``.
 
@@ -135,7 +139,9 @@ def train(
             object's class.)
         threads: torch CPU threads while training (fixed, for reproducibility; one is fastest on a shared
             2-core CPU); restored afterwards.
-        test_size: images in the held-out test batch (split ``"test"``, seed :data:`TEST_SEED`).
+        test_size: images in the held-out test batch (split ``"test"``, seed :data:`TEST_SEED`, same ``scale``).
+        scale: ``(r_min, r_max)``, the objects' radii as fractions of the image side, for the training and
+            the test images (``shapes.generate``'s ``scale``; two-object images need ``r_max <= 1/4``).
     """
     if name not in shapes_nets.BUILDERS:
         raise ValueError(f"unknown network {name!r}; trainable: {tuple(shapes_nets.BUILDERS)}")
@@ -146,6 +152,8 @@ def train(
         raise ValueError(f"epochs and images_per_epoch must be >= 1, got {cfg['epochs']}, {cfg['images_per_epoch']}")
     if not 0.0 <= cfg["two_objects"] <= 1.0:
         raise ValueError(f"two_objects must be a fraction in [0, 1], got {cfg['two_objects']!r}")
+    for m in (1, 2) if cfg["two_objects"] > 0 else (1,):
+        shapes.generate(0, objects=m, biased=biased, scale=scale)  # a bad scale fails now, not after an epoch
 
     old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
@@ -173,6 +181,7 @@ def train(
                     biased=biased,
                     cue_agreement=cue_agreement,
                     n_classes=n_classes,
+                    scale=scale,
                 )
                 for m, n in ((1, cfg["images_per_epoch"] - n2), (2, n2))
             ]
@@ -193,7 +202,7 @@ def train(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", refresh=False)
         bar.close()
         model.to(memory_format=torch.contiguous_format)
-        test = shapes.generate(test_size, TEST_SEED, biased=biased, n_classes=n_classes, split="test")
+        test = shapes.generate(test_size, TEST_SEED, biased=biased, n_classes=n_classes, split="test", scale=scale)
         accuracy = evaluate(model, test)
         del test
     finally:
@@ -212,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None, help="default: xai_ref/models/weights/NAME[_biased].pt")
     parser.add_argument("--images-per-epoch", type=int, default=None, help="default: per network")
     parser.add_argument("--two-objects", type=float, default=None, help="fraction of two-object images")
+    parser.add_argument("--scale", type=float, nargs=2, default=shapes.SCALE, metavar=("R_MIN", "R_MAX"),
+                        help=f"object radii as fractions of the image side (default {shapes.SCALE})")
     parser.add_argument("--test-size", type=int, default=TEST_SIZE, help=f"held-out images (default {TEST_SIZE})")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -226,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         images_per_epoch=args.images_per_epoch,
         two_objects=args.two_objects,
         test_size=args.test_size,
+        scale=tuple(args.scale),
     )
     out = args.out or WEIGHTS_DIR / f"{args.name}{'_biased' if args.biased else ''}.pt"
     out.parent.mkdir(parents=True, exist_ok=True)
