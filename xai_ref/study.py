@@ -58,6 +58,10 @@ METHOD_NAMES = {"guided_backprop": "Guided Backprop", "guided_grad_cam": "Guided
 PAPER = {("class_discrimination", "guided_backprop"): 0.4444,
          ("class_discrimination", "guided_grad_cam"): 0.6123}
 
+#: The paper's trust study (section 5.2) is not an accuracy: people rated VGG-16 against AlexNet on a scale
+#: from -2 (AlexNet clearly more reliable) to +2 (VGG-16 clearly more reliable); the mean ratings.
+PAPER_TRUST_RATING = {"guided_backprop": 1.00, "guided_grad_cam": 1.27}
+
 #: Chance: each question has two answers.
 CHANCE = 0.5
 
@@ -344,7 +348,9 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if correct == 0 else centre - half      # exactly 0 and 1 at the ends, not 1e-17 off by rounding
+    high = 1.0 if correct == n else centre + half
+    return low, high
 
 
 @dataclass(frozen=True)
