@@ -1,0 +1,309 @@
+"""Network Dissection (Bau, Zhou, Khosla, Oliva & Torralba, CVPR 2017): name each unit of a layer by the
+concept its strongest activations cover.
+
+>>> from xai_ref import models
+>>> from xai_ref.data import shapes
+>>> probe = shapes.generate(200, seed=0, split="test")
+>>> t = dissect(models.load("nin_shapes"), "mlpconv4_relu2", probe, progress=False)   # doctest: +SKIP
+>>> t.name[12]                                    # doctest: +SKIP
+Unit(k=12, name='triangle', iou=0.31, T=2.4)
+
+For a layer with K units (feature maps ``a_k``, ``h x w``) and a probe set of N images (``H x W``) with a
+pixel-exact mask ``L_c`` of every concept c in every image (`xai_ref.data.concepts`), the paper computes,
+in this order (the terms of the returned Trace):
+
+1. ``A``: the activation ``a_k(x)`` of each unit at every position of every image (streamed in batches).
+2. ``T``: each unit's **top-quantile threshold** ``T_k``, with ``P(a_k > T_k) = q`` over every spatial
+   position of every image of the set, q = ``quantile`` (0.005 in the paper). As in the paper, ``T_k`` is a
+   quantile of the activations at the layer's resolution, before any upsampling; here exactly the
+   ``1 - q`` quantile with linear interpolation (NumPy's default), ``T_k = np.quantile(a_k, 1 - q)``.
+3. ``M``: each map upsampled to the image, ``S_k = up(a_k)`` (bilinear, ``align_corners=False``: the
+   interpolants sit at the centres of the map's cells, the paper's "anchoring interpolants at the center
+   of each unit's receptive field"), and thresholded, ``M_k(x) = S_k(x) >= T_k``. One addition to the
+   paper: a position where a unit is at its lowest value over the set (0 for a unit after a ReLU) is never
+   in ``M_k``. It changes nothing unless more than a fraction q of all positions tie at that floor (a dead
+   unit, or one active at fewer than 0.5 % of positions), where ``P(a_k > T_k) = q`` has no solution and
+   ``S_k >= T_k`` would select the whole image.
+4. ``I``, ``U``, ``IoU``: each unit against each concept over the whole set,
+
+       IoU_{k,c} = sum_x |M_k(x) ∩ L_c(x)| / sum_x |M_k(x) ∪ L_c(x)|
+
+   (``x`` runs over every pixel of every image). The paper sums only over the images annotated with some
+   concept of c's category, because Broden's images are partly labelled. The shapes masks are complete
+   (a pixel not in ``L_c`` is known not to show c), so every image counts for every concept, also the
+   images where c is absent: a unit firing there pays for it in the union.
+5. ``name``: the unit's best concept ``c* = argmax_c IoU_{k,c}``, or ``"unnamed"`` unless
+   ``IoU_{k,c*} > iou_floor`` (0.04 in the paper). Each entry is a `Unit` (``k``, ``name``, ``iou``,
+   ``T``), usable programmatically.
+
+Memory stays bounded: two passes over the set, the first keeping each unit's ``m`` largest activations
+(about ``q N h w``, enough for the exact quantile: `quantile_position`) and its minimum, the second adding each
+batch's intersections ``|M_k ∩ L_c|`` and mask sizes into ``(K, C)`` and ``(K,)`` counts. No mask of the
+whole set is ever held. `xai_ref.scratch.dissection` computes the same in NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checks import as_count, as_flag, as_number
+from .data import concepts as concepts_module
+from .data.shapes import ShapesBatch
+from .hooks import Hooks
+from .inputs import check_batch, resize
+from .trace import Trace
+
+__all__ = ["TERMS", "UNNAMED", "Unit", "dissect", "masks", "quantile_position", "trace", "units"]
+
+#: The name of a unit whose best IoU is not above the floor.
+UNNAMED = "unnamed"
+
+#: Each term's LaTeX and description, shared with the NumPy twin (same Trace, term by term).
+TERMS = {
+    "A": (r"a_k(x),\ k = 1..K", "activations of layer {layer} (the first {keep} probe images; all {n} streamed)"),
+    "T": (r"P(a_k > T_k) = {q}", "each unit's top-quantile threshold over every position of every probe image"),
+    "M": (r"M_k(x) = S_k(x) \geq T_k,\quad S_k = \mathrm{up}(a_k)",
+          "the unit's mask: its bilinearly upsampled map above T_k (the first {keep} probe images)"),
+    "I": (r"\sum_x |M_k(x) \cap L_c(x)|", "pixels in both the unit's mask and concept c's mask, over the set"),
+    "U": (r"\sum_x |M_k(x) \cup L_c(x)|", "pixels in either mask, over the set"),
+    "IoU": (r"\mathrm{IoU}_{k,c} = \frac{\sum_x |M_k(x) \cap L_c(x)|}{\sum_x |M_k(x) \cup L_c(x)|}",
+            "how well the unit's mask matches each concept's masks"),
+    "name": (r"c^* = \arg\max_c \mathrm{IoU}_{k,c}\ \text{if}\ \mathrm{IoU}_{k,c^*} > {floor}",
+             "each unit's best concept, or 'unnamed' when its best IoU is not above the floor"),
+}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One dissected unit: its index ``k``, its ``name`` (a concept, or ``"unnamed"``), the ``concept`` it
+    matches best (even when unnamed), that concept's ``iou`` and the unit's threshold ``T``."""
+
+    k: int
+    name: str
+    concept: str
+    iou: float
+    T: float
+
+    @property
+    def named(self) -> bool:
+        return self.name != UNNAMED
+
+
+def quantile_position(n: int, q: float) -> tuple[int, float]:
+    """Where the ``1 - q`` quantile of ``n`` values lies, counted from the **largest** value.
+
+    NumPy's linear quantile of sorted values ``v_0 <= ... <= v_{n-1}`` sits at ``p = (n - 1)(1 - q)``:
+    ``v_i + f (v_{i+1} - v_i)`` with ``i = floor(p)``, ``f = p - i``. Returns ``(m, f)`` with ``m = n - i``:
+    the quantile needs only the ``m`` largest values (``v_i`` is the m-th largest, ``v_{i+1}`` the
+    (m-1)-th)."""
+    p = (n - 1) * (1.0 - q)
+    i = math.floor(p)
+    return n - i, p - i
+
+
+def units(iou: np.ndarray, T: np.ndarray, concept_names, floor: float) -> list[Unit]:
+    """The `Unit` of each row of ``iou`` (K, C): its best concept, named if that IoU is above ``floor``."""
+    best = iou.argmax(1)
+    return [Unit(k, concept_names[c] if iou[k, c] > floor else UNNAMED, concept_names[c], float(iou[k, c]),
+                 float(T[k])) for k, c in enumerate(best)]
+
+
+# --- checking what is given ---------------------------------------------------------------------------
+
+
+def probe_set(images, concepts):
+    """``(images, Concepts)`` from the arguments of `dissect`: a ShapesBatch brings its own concepts."""
+    if isinstance(images, ShapesBatch):
+        if concepts is None:
+            concepts = concepts_module.concepts(images)
+        images = images.images
+    if concepts is None:
+        raise ValueError("concepts is None: pass the probe set's concept masks, "
+                         "xai_ref.data.concepts.concepts(batch), or pass the ShapesBatch itself as images")
+    if not isinstance(concepts, concepts_module.Concepts):
+        raise TypeError(f"concepts must be an xai_ref.data.concepts.Concepts (from concepts.concepts(batch)), "
+                        f"got {type(concepts).__name__}")
+    masks = concepts.masks
+    if not (isinstance(masks, np.ndarray) and masks.dtype == bool and masks.ndim == 4):
+        raise ValueError(f"concepts.masks must be a bool array (N, concepts, H, W), got "
+                         f"{getattr(masks, 'dtype', type(masks).__name__)} of shape {np.shape(masks)}")
+    if masks.shape[1] != len(concepts.names):
+        raise ValueError(f"concepts has {len(concepts.names)} names but masks for {masks.shape[1]} concepts")
+    return images, concepts
+
+
+def check_masks(concepts, shape: tuple) -> None:
+    """The concept masks must be (N, concepts, H, W) for images of ``shape`` (N, C, H, W)."""
+    masks = concepts.masks
+    if masks.shape[0] != shape[0] or masks.shape[2:] != tuple(shape[2:]):
+        raise ValueError(f"concepts.masks {masks.shape} do not match the images {tuple(shape)}: one mask per "
+                         "concept per image, at the images' resolution (N, concepts, H, W)")
+
+
+def check_settings(quantile, iou_floor, batch_size, keep, top) -> tuple[float, float, int, int, int]:
+    """The settings of a dissection, checked (shared with the NumPy twin)."""
+    q = as_number(quantile, "quantile", 0.0, 1.0, low_open=True)
+    if q >= 1:
+        raise ValueError(f"quantile must be in (0, 1): the fraction of positions above T_k (the paper: 0.005), "
+                         f"got {quantile!r}")
+    return (q, as_number(iou_floor, "iou_floor", 0.0, 1.0), as_count(batch_size, "batch_size"),
+            as_count(keep, "keep", 0), as_count(top, "top"))
+
+
+def _as_batch(images, model: nn.Module) -> torch.Tensor:
+    """The probe images as a tensor (a NumPy array is converted to the model's dtype)."""
+    if isinstance(images, np.ndarray):
+        param = next(model.parameters(), None)
+        images = torch.from_numpy(images).to(param.dtype if param is not None else torch.float32)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a tensor or array (N,C,H,W) or a shapes.ShapesBatch, got "
+                        f"{type(images).__name__}")
+    check_batch(model, images)
+    return images
+
+
+# --- the two passes -----------------------------------------------------------------------------------
+
+
+def _activations(model: nn.Module, layer, x: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """One forward pass; the layer's output (B,K,h,w) and its name."""
+    with torch.no_grad(), Hooks(model, layers=[layer]) as h:
+        model(x)
+        a, name = h.activation(0), h.layer_name(0)
+    if not isinstance(a, torch.Tensor) or a.dim() != 4:
+        shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
+        raise ValueError(f"dissect needs a layer with spatial output (B,K,h,w); layer {name!r} gives {shape}. "
+                         "Pick a convolutional layer (layer=None picks the last one)")
+    return a.detach(), name
+
+
+def _batches(n: int, batch_size: int):
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantile: float = 0.005,
+            iou_floor: float = 0.04, batch_size: int = 50, keep: int = 8, top: int = 8,
+            progress: bool = True) -> Trace:
+    """Network Dissection of one layer of any model (see the module docstring for the equations).
+
+    ``model``: any ``nn.Module``; ``layer``: a module, a dotted name, or None (the last spatial layer);
+    ``images``: the probe set, a batch ``(N,C,H,W)`` (tensor, or array converted to the model's dtype) or a
+    ``shapes.ShapesBatch`` (then ``concepts`` defaults to its concept masks); ``concepts``: an
+    `xai_ref.data.concepts.Concepts` with masks ``(N, C, H, W)``. ``quantile``: q in ``P(a_k > T_k) = q``;
+    ``iou_floor``: a unit is named when its best IoU is above it; ``batch_size``: images per forward pass;
+    ``keep``: the first images whose ``A`` and ``M`` the trace keeps (for pictures); ``top``: images kept
+    per unit in ``meta["top"]``, those with the largest activation of the unit; ``progress``: a tqdm bar.
+
+    Returns a Trace with terms ``A`` (keep,K,h,w), ``T`` (K,), ``M`` (keep,K,H,W) bool, ``I`` and ``U``
+    (K,C) int64 pixel counts, ``IoU`` (K,C), ``name`` (a list of K `Unit`). ``meta``: ``layer``,
+    ``concepts`` (names), ``quantile``, ``iou_floor``, ``n`` (images), ``positions`` (N h w, the values each
+    quantile is taken over), ``M_size`` (K,) and ``L_size`` (C,) (so that ``U = M_size + L_size - I``),
+    ``above`` (K,) positions with ``a_k > T_k``, ``top`` (K, top) image indices.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if images is None:
+        raise ValueError("images is None: pass the probe set, e.g. shapes.generate(500, seed=0, split='test')")
+    images, concepts = probe_set(images, concepts)
+    x = _as_batch(images, model)
+    q, floor, batch_size, keep, top = check_settings(quantile, iou_floor, batch_size, keep, top)
+    check_masks(concepts, tuple(x.shape))
+    slices = _batches(len(x), batch_size)
+    bar = tqdm(total=2 * len(slices), desc="dissect", disable=not progress, leave=False)
+    try:
+        T, floor_value, a_max, name, hw = _thresholds(model, layer, x, slices, q, bar)
+        counts = _overlaps(model, name, x, concepts.masks, slices, T, floor_value, keep, bar)
+    finally:
+        bar.close()
+    counts.update(T=T, a_max=a_max)
+    return trace(counts, name, concepts, q, floor, keep, top, len(x) * hw[0] * hw[1])
+
+
+def _thresholds(model, layer, x, slices, q, bar):
+    """Pass 1: each unit's T_k (exact 1-q quantile over all positions), its minimum, each image's maximum."""
+    largest = low = None
+    a_max = []
+    for s in slices:
+        a, name = _activations(model, layer, x[s])
+        B, K, h, w = a.shape
+        if largest is None:
+            m, f = quantile_position(len(x) * h * w, q)
+            largest = torch.full((K, 0), -math.inf, dtype=a.dtype)
+            low = torch.full((K,), math.inf, dtype=a.dtype)
+        values = a.transpose(0, 1).reshape(K, -1)                     # (K, B h w)
+        pool = torch.cat([largest, values], 1)
+        largest = pool.topk(min(m, pool.shape[1]), dim=1).values      # the m largest so far, descending
+        low = torch.minimum(low, values.amin(1))
+        a_max.append(a.amax((2, 3)))
+        bar.update()
+    lower, upper = largest[:, m - 1], largest[:, max(m - 2, 0)]      # v_i and v_{i+1} of quantile_position
+    T = lower + f * (upper - lower)
+    return T, low, torch.cat(a_max), name, (h, w)
+
+
+def masks(a: torch.Tensor, size: tuple[int, int], T: torch.Tensor, floor_value: torch.Tensor) -> torch.Tensor:
+    """``M_k = up(a_k) >= T_k`` (and above the unit's floor) for a batch ``a`` (B,K,h,w): (B,K,H,W) bool."""
+    B, K, h, w = a.shape
+    S = resize(a.reshape(B * K, h, w), size).reshape(B, K, *size)
+    return (S >= T[:, None, None]) & (S > floor_value[:, None, None])
+
+
+def _overlaps(model, name, x, L_all, slices, T, floor_value, keep, bar) -> dict:
+    """Pass 2: the masks, batch by batch; intersection counts |M_k ∩ L_c|, mask sizes, the kept terms."""
+    size = tuple(x.shape[2:])
+    I = M_size = None
+    kept_A, kept_M, above = [], [], 0
+    for s in slices:
+        a = _activations(model, name, x[s])[0]
+        M = masks(a, size, T, floor_value)
+        L = torch.from_numpy(L_all[s])
+        B, K = M.shape[:2]
+        exact = torch.float32 if B * size[0] * size[1] < 2**24 else torch.float64   # integer sums stay exact
+        Mb, Lb = M.reshape(B, K, -1).to(exact), L.reshape(B, L.shape[1], -1).to(exact)
+        overlap = torch.bmm(Mb, Lb.transpose(1, 2)).sum(0).long()       # (K, C): sum_x M_k(x) L_c(x)
+        I = overlap if I is None else I + overlap
+        M_size = Mb.sum((0, 2)).long() if M_size is None else M_size + Mb.sum((0, 2)).long()
+        above = above + (a > T[:, None, None]).sum((0, 2, 3))
+        n_kept = sum(len(k) for k in kept_A)
+        if s.start == 0 or n_kept < keep:
+            kept_A.append(a[:keep - n_kept])
+            kept_M.append(M[:keep - n_kept])
+        bar.update()
+    return {"I": I, "M_size": M_size, "L_size": torch.from_numpy(L_all.sum((0, 2, 3))).long(), "above": above,
+            "A": torch.cat(kept_A), "M": torch.cat(kept_M)}
+
+
+def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int, top: int, positions: int) -> Trace:
+    """The Trace of a dissection from its counts (shared with the NumPy twin, whose values are arrays).
+
+    ``counts``: ``A``, ``M`` (the kept images), ``T``, ``I`` (K,C), ``M_size`` (K,), ``L_size`` (C,),
+    ``above`` (K,), ``a_max`` (N,K) each image's largest activation of each unit.
+    ``U = |M_k| + |L_c| - I`` and ``IoU = I / U`` (0 where U = 0: neither mask has a pixel).
+    """
+    I, M_size, L_size, a_max = counts["I"], counts["M_size"], counts["L_size"], counts["a_max"]
+    U = M_size[:, None] + L_size[None, :] - I
+    iou = np.divide(np.asarray(I, dtype=np.float64), np.asarray(U, dtype=np.float64),
+                    out=np.zeros(tuple(U.shape)), where=np.asarray(U) > 0)
+    n = len(a_max)
+    order = np.argsort(-np.asarray(a_max), axis=0, kind="stable")[:top].T      # (K, top): each unit's top images
+    t = Trace("dissection", meta={
+        "layer": layer, "concepts": tuple(concepts.names), "quantile": q, "iou_floor": floor, "n": n,
+        "positions": positions, "M_size": M_size, "L_size": L_size, "above": counts["above"],
+        "top": np.ascontiguousarray(order)})
+    fmt = {"layer": layer, "keep": min(keep, n), "n": n, "q": f"{q:g}", "floor": f"{floor:g}"}
+    tensors = isinstance(I, torch.Tensor)
+    values = {"A": counts["A"], "T": counts["T"], "M": counts["M"], "I": I, "U": U,
+              "IoU": torch.from_numpy(iou) if tensors else iou}
+    for symbol, value in values.items():
+        latex, description = TERMS[symbol]
+        t.add(symbol, latex.replace("{q}", fmt["q"]), description.format(**fmt), value)
+    latex, description = TERMS["name"]
+    t.add("name", latex.replace("{floor}", fmt["floor"]), description,
+          units(iou, np.asarray(counts["T"]), concepts.names, floor))
+    return t
