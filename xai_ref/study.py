@@ -401,7 +401,7 @@ def plot(scores: dict[tuple, Score], title: str = "Which class is it showing? Wh
     if not scores or any(len(k) != 2 or k[0] not in STUDIES or k[1] not in METHODS for k in scores):
         raise ValueError("scores must be accuracy(records, by=('study', 'method')): keys (study, method)")
     studies = [s for s in STUDIES if any(k[0] == s for k in scores)]
-    fig, axes = plt.subplots(1, len(studies), figsize=(4.2 * len(studies), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(studies), figsize=(5 * len(studies), 3.8), squeeze=False)
     for ax, s in zip(axes[0], studies):
         keys = [k for k in scores if k[0] == s]
         x = np.arange(len(keys))
@@ -412,11 +412,18 @@ def plot(scores: dict[tuple, Score], title: str = "Which class is it showing? Wh
         if paper:
             ax.scatter(*zip(*paper), marker="D", color="black", zorder=3, label="Selvaraju et al. 2017")
         ax.axhline(CHANCE, color="grey", linestyle="--", linewidth=1, label="chance")
-        ax.set_xticks(x, [f"{METHOD_NAMES[k[1]]}\n(n={scores[k].n})" for k in keys], fontsize=8)
+        ax.set_xticks(x, [_tick(METHOD_NAMES[k[1]], scores[k].n) for k in keys], fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_ylabel("fraction correct")
         ax.set_title(s.replace("_", " "), fontsize=10)
-    axes[0][0].legend(fontsize=7, loc="lower left")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
+
+
+def _tick(name: str, n: int) -> str:
+    """A method's name on two lines ("Guided" / "Grad-CAM") above its number of answers."""
+    first, _, rest = name.partition(" ")
+    return f"{first}\n{rest}\nn = {n}"
