@@ -1,21 +1,34 @@
-"""Attention transfer end to end: a teacher, a student, and a measured improvement.
+"""Attention transfer end to end: a teacher, a student, and a measured improvement; and when it holds.
 
     python benchmarks/attention_transfer.py            # 5 settings x 3 seeds, ~10 minutes on an idle 2-core CPU
     python benchmarks/attention_transfer.py --seeds 5
+    python benchmarks/attention_transfer.py --sweep    # when does AT help? ~40-70 minutes on ONE CPU core
+    python benchmarks/attention_transfer.py --report   # rewrite the RESULTS.md section and the plot from the JSONs
 
-Uses the shipped teacher (``xai_ref.models.load("at_teacher")``, reproduced by
+The small setting uses the shipped teacher (``xai_ref.models.load("at_teacher")``, reproduced by
 ``python -m xai_ref.transfer teacher``) and trains the student from scratch in every setting of
 :mod:`xai_ref.transfer` for each seed (the seed fixes the initial weights and the batch order; the small
 training set is the same for all). Reports the held-out error (mean +- sample std over seeds), the
 attention distance to the teacher (``sum_j at_loss`` over the three groups, held-out images) at
-initialisation and after training, and the wall time. Writes ``benchmarks/attention_transfer.json`` and
-the ``attention_transfer`` section of ``benchmarks/RESULTS.md``.
+initialisation and after training, and the wall time. Writes ``benchmarks/attention_transfer.json``.
+
+``--sweep`` asks when the paper's claim (AT lowers the student's error) holds. It sweeps the size n of the
+training set (:data:`SWEEP`); for each n a teacher is trained on that same set (as in the paper, where
+teacher and student see the same data), then the student alone, with AT (beta = 1000, p = 2), KD and
+AT + KD, 3 seeds each. Every network gets the same number of optimisation steps (batches of 50) with the
+AT paper's schedule shape (SGD, momentum 0.9, lr 0.1 times 0.2 at 30 %, 60 %, 80 % of the steps): the
+small sets are seen for many epochs, the largest about once, so n is the only thing that changes. It writes
+``benchmarks/attention_transfer_sweep.json`` after every run (a rerun skips the runs already there, and
+refuses a JSON made with another configuration) and ``benchmarks/attention_transfer_sweep.png``.
+
+Both modes then write the ``attention_transfer`` section of ``benchmarks/RESULTS.md`` from both JSONs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -25,29 +38,35 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks._results import write_section  # noqa: E402
 from xai_ref import transfer  # noqa: E402
 from xai_ref.models import at_nets, load  # noqa: E402
 
 OUT = Path(__file__).with_name("attention_transfer.json")
+SWEEP_OUT = Path(__file__).with_name("attention_transfer_sweep.json")
+SWEEP_PNG = Path(__file__).with_name("attention_transfer_sweep.png")
+SWEEP_SETTINGS = ("alone", "at", "kd", "at+kd")
+#: the sweep: training-set sizes (the extremes first, so that a cut-off run still spans the range), seeds per
+#: setting, steps per network (batches of 50: 50,000 images, a budget of about an hour on one CPU core), schedule
+SWEEP = dict(sizes=(1500, 50000, 5000, 15000), seeds=3, steps=1000, schedule="step")
+#: differences compared: (setting, baseline)
+COMPARISONS = (("at", "alone"), ("kd", "alone"), ("at+kd", "alone"), ("at+kd", "kd"))
+N_FIT = 1000  # training images on which the final training CE, error and AT term are measured
+COMMAND = "python benchmarks/attention_transfer.py  (and --sweep)"
 
 
 def mean_std(values):
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--settings", nargs="+", default=list(transfer.SETTINGS),
-                        help=f"of {transfer.SETTINGS}; 'at:BETA' or 'at+kd:BETA' sets the AT weight (default 1000)")
-    parser.add_argument("--append", action="store_true", help="add these settings to the existing JSON and table")
-    parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--ship", action="store_true", help="also save the seed-0 'alone' and 'at' students as the "
-                        "shipped at_student.pt / at_student_at.pt (the same bits as python -m xai_ref.transfer ship)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+# --- the small setting (the shipped teacher, 1 500 training images) ----------------------------------------
+
+
+def small(args) -> dict:
+    """Train the student in each setting for each seed on the small task; write attention_transfer.json."""
     t_start = time.perf_counter()
     load_before = os.getloadavg()
     data = transfer.task()
@@ -94,22 +113,311 @@ def main(argv=None) -> dict:
         seconds_total=total, loadavg_before=load_before, loadavg_after=os.getloadavg(), cpu_count=os.cpu_count(),
     )
     OUT.write_text(json.dumps(result, indent=1) + "\n")
+    return result
 
+
+def small_body(result: dict) -> str:
+    """The small setting's table (Markdown) from attention_transfer.json."""
     lines = [f"Task: shapes {transfer.SIZE}x{transfer.SIZE}, {transfer.N_CLASSES} classes, clutter, "
-             f"{transfer.N_TRAIN} training images, {transfer.N_TEST} held-out. Teacher "
-             f"({result['models']['at_teacher']:,} parameters): held-out error **{teacher_error:.2f}%**. Student: "
-             f"{result['models']['at_student']:,} parameters, {args.seeds} seeds per setting (mean ± std).", "",
+             f"{result['task']['n_train']} training images, {result['task']['n_test']} held-out. Teacher "
+             f"({result['models']['at_teacher']:,} parameters): held-out error **{result['teacher_error']:.2f}%**. "
+             f"Student: {result['models']['at_student']:,} parameters, {result['seeds']} seeds per setting "
+             f"(mean ± std).", "",
              "| setting | held-out error (%) | AT distance at init | AT distance after | s / run |",
              "|---|---|---|---|---|"]
-    for s, v in summary.items():
+    for s, v in result["summary"].items():
         lines.append(f"| {s} | {v['error_mean']:.2f} ± {v['error_std']:.2f} | {v['at_before_mean']:.4f} | "
                      f"{v['at_after_mean']:.4f} ± {v['at_after_std']:.4f} | {v['seconds_mean']:.0f} |")
     lines += ["", f"AT distance: Σ over the 3 groups of at_loss (p = 2) between student and teacher on the held-out "
-              f"images. Wall time {total:.0f} s in all; load average {load_before[0]:.1f} before, "
-              f"{result['loadavg_after'][0]:.1f} after ({os.cpu_count()} cores, shared machine)."]
-    write_section("attention_transfer", "python benchmarks/attention_transfer.py", "\n".join(lines))
-    print("\n".join(lines))
+              f"images. Wall time {result['seconds_total']:.0f} s in all; load average "
+              f"{result['loadavg_before'][0]:.1f} before, {result['loadavg_after'][0]:.1f} after "
+              f"({result['cpu_count']} cores, shared machine)."]
+    return "\n".join(lines)
+
+
+# --- the sweep over the training-set size -----------------------------------------------------------------
+
+
+def sweep_config(steps: int, schedule: str) -> dict:
+    """Everything a sweep run depends on besides (n_train, setting, seed): a JSON made with another
+    configuration is not resumed."""
+    lr = transfer.STEP_LR if schedule == "step" else transfer.DEFAULTS["student"]["lr"]
+    return dict(steps=steps, schedule=schedule, lr=lr, teacher_lr=transfer.STEP_LR if schedule == "step" else
+                transfer.DEFAULTS["teacher"]["lr"], milestones=list(transfer.STEP_MILESTONES),
+                gamma=transfer.STEP_GAMMA, batch_size=transfer.BATCH_SIZE, beta=transfer.BETA, p=transfer.P,
+                kd_T=transfer.KD_T, kd_alpha=transfer.KD_ALPHA, train_seed=transfer.TRAIN_SEED,
+                n_test=transfer.N_TEST, test_seed=transfer.TEST_SEED, teacher_seed=0, n_fit=N_FIT)
+
+
+def _load_sweep(out: Path, config: dict) -> dict:
+    if not out.exists():
+        return dict(config=config, teachers={}, runs=[], seconds_total=0.0)
+    result = json.loads(out.read_text())
+    if result["config"] != config:
+        raise SystemExit(f"{out} was made with another configuration:\n  {result['config']}\nnot\n  {config}\n"
+                         f"pass --sweep-out elsewhere, or delete it to start again")
     return result
+
+
+def _save_sweep(out: Path, result: dict) -> None:
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    tmp.replace(out)  # never a half-written JSON
+
+
+@torch.no_grad()
+def fit_terms(model, x, y, targets: dict) -> dict:
+    """How well the trained student (eval mode) fits the first :data:`N_FIT` training images: its training
+    error (%), cross-entropy, and AT term ``beta/2 * sum_j mean((q_S^j - q_T^j)^2)``."""
+    x, y = x[:N_FIT], y[:N_FIT]
+    feats, logits = model.groups(x)
+    at = sum(((transfer.normalised_attention(A, transfer.P) - q[:N_FIT]) ** 2).mean()
+             for A, q in zip(feats, targets["q"]))
+    return dict(train_error=100 * float((logits.argmax(1) != y).float().mean()),
+                train_ce=float(F.cross_entropy(logits, y)), train_at_term=transfer.BETA / 2 * float(at))
+
+
+def _teacher(n: int, data, config: dict, result: dict, cache: Path, progress: bool):
+    """The teacher of size n: from the cache, else trained (and checked against the JSON's record)."""
+    path = cache / f"teacher_{n}_{config['schedule']}_{config['steps']}.pt"
+    record = result["teachers"].get(str(n))
+    if path.exists() and record is not None:
+        teacher = at_nets.at_teacher(transfer.N_CLASSES)
+        teacher.load_state_dict(torch.load(path, weights_only=True))
+        return teacher.eval()
+    t0 = time.perf_counter()
+    teacher, acc = transfer.train_teacher(seed=config["teacher_seed"], lr=config["teacher_lr"], data=data,
+                                          schedule=config["schedule"], steps=config["steps"], progress=progress)
+    if record is not None and abs(record["error"] - 100 * (1 - acc)) > 1e-9:
+        raise RuntimeError(f"retrained teacher (n={n}) differs from the JSON's: {100 * (1 - acc)} vs {record['error']}")
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(teacher.state_dict(), path)
+    x, y = transfer._tensors(data[0])
+    result["teachers"][str(n)] = dict(error=100 * (1 - acc), seconds=time.perf_counter() - t0,
+                                      epochs=config["steps"] * transfer.BATCH_SIZE / n,
+                                      train_error=100 * (1 - transfer.evaluate(teacher, data[0][:N_FIT])),
+                                      data_checksum=float(x.double().sum()), labels_checksum=int(y.sum()))
+    return teacher
+
+
+def sweep(sizes=SWEEP["sizes"], seeds=SWEEP["seeds"], steps=SWEEP["steps"], schedule=SWEEP["schedule"],
+          out: Path = SWEEP_OUT, cache: Path = Path("/tmp/xai_ref_at_sweep"), progress: bool = True) -> dict:
+    """Run (or resume) the sweep; the JSON at ``out`` is rewritten after every teacher and every student."""
+    config = sweep_config(steps, schedule)
+    result = _load_sweep(out, config)
+    done = {(r["n_train"], r["setting"], r["seed"]) for r in result["runs"]}
+    todo = [(n, seed, s) for n in sizes for seed in range(seeds) for s in SWEEP_SETTINGS if (n, s, seed) not in done]
+    with transfer._Deterministic(), tqdm(total=len(todo), desc="sweep runs", unit="run", disable=not progress) as bar:
+        for n in sizes:
+            mine = [(seed, s) for m, seed, s in todo if m == n]
+            if not mine:
+                continue
+            t0 = time.perf_counter()
+            data = transfer.task(n_train=n)
+            teacher = _teacher(n, data, config, result, cache, progress)
+            x, y = transfer._tensors(data[0])
+            targets = transfer.teacher_targets(teacher, x, y)
+            result["seconds_total"] += time.perf_counter() - t0
+            _save_sweep(out, result)
+            for seed, setting in mine:
+                model, info = transfer.train_student(setting, teacher, seed, data=data, targets=targets,
+                                                     schedule=schedule, steps=steps, progress=progress)
+                info.update(n_train=n, final_loss=info.pop("history")[-1], **fit_terms(model, x, y, targets))
+                result["runs"].append(info)
+                result["seconds_total"] += info["seconds"]
+                result["loadavg"] = os.getloadavg()
+                _save_sweep(out, result)
+                bar.update()
+                tqdm.write(f"n={n:6d} {setting:6s} seed {seed}: error {info['error']:.2f}%  train error "
+                           f"{info['train_error']:.1f}%  AT term {info['train_at_term']:.3f}  ({info['seconds']:.0f} s)")
+    return result
+
+
+def welch(a: list[float], b: list[float]) -> dict:
+    """mean(a) - mean(b), in points and in units of spread: ``d = diff / s_pooled`` with
+    ``s_pooled = sqrt(((n_a-1) s_a^2 + (n_b-1) s_b^2) / (n_a + n_b - 2))`` (how many seed standard deviations),
+    and ``t = diff / se`` with the Welch standard error of the difference ``se = sqrt(s_a^2/n_a + s_b^2/n_b)``."""
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    pooled = math.sqrt(((len(a) - 1) * sa ** 2 + (len(b) - 1) * sb ** 2) / max(1, len(a) + len(b) - 2))
+    se = math.sqrt(sa ** 2 / len(a) + sb ** 2 / len(b))
+    diff = ma - mb
+    return dict(diff=diff, pooled_std=pooled, d=diff / pooled if pooled else math.nan, se=se,
+                t=diff / se if se else math.nan)
+
+
+def summarise(result: dict) -> dict:
+    """Per training-set size: the teacher's error, each setting's errors (mean, std, seeds, training error,
+    AT term), and the :func:`welch` differences of :data:`COMPARISONS`."""
+    summary = {}
+    for n in sorted({r["n_train"] for r in result["runs"]}):
+        rows = {s: [r for r in result["runs"] if r["n_train"] == n and r["setting"] == s] for s in SWEEP_SETTINGS}
+        rows = {s: rs for s, rs in rows.items() if rs}
+        entry = dict(teacher_error=result["teachers"][str(n)]["error"],
+                     epochs=result["config"]["steps"] * result["config"]["batch_size"] / n, settings={}, diffs={})
+        for s, rs in rows.items():
+            e, es = mean_std([r["error"] for r in rs])
+            entry["settings"][s] = dict(error_mean=e, error_std=es, seeds=len(rs), errors=[r["error"] for r in rs],
+                                        train_error_mean=statistics.mean(r["train_error"] for r in rs),
+                                        train_at_term_mean=statistics.mean(r["train_at_term"] for r in rs),
+                                        train_ce_mean=statistics.mean(r["train_ce"] for r in rs))
+        for a, b in COMPARISONS:
+            if a in rows and b in rows and min(len(rows[a]), len(rows[b])) > 1:
+                entry["diffs"][f"{a} - {b}"] = welch([r["error"] for r in rows[a]], [r["error"] for r in rows[b]])
+        summary[str(n)] = entry
+    return summary
+
+
+def verdict(summary: dict, threshold: float = 2.0) -> str:
+    """One paragraph, generated from the numbers: where AT (and AT on top of KD) lowers or raises the error by
+    at least ``threshold`` Welch standard errors, and what the student's fit to its training set was there."""
+    def effect(key):
+        helps, hurts, neutral = [], [], []
+        for n, e in summary.items():
+            d = e["diffs"].get(key)
+            if d is None:
+                continue
+            (helps if d["t"] <= -threshold else hurts if d["t"] >= threshold else neutral).append((int(n), d))
+        return helps, hurts, neutral
+
+    def sizes(items):
+        return ", ".join(f"{n:,}" for n, _ in items)
+
+    def span(items):
+        return ", ".join(f"{d['diff']:+.1f} points ({d['d']:+.1f} seed std, t = {d['t']:+.1f})" for _, d in items)
+
+    helps, hurts, neutral = effect("at - alone")
+    parts = []
+    if helps:
+        parts.append(f"AT (β = 1000) lowers the student's held-out error at n = {sizes(helps)} training images "
+                     f"({span(helps)})")
+    if hurts:
+        parts.append(f"raises it at n = {sizes(hurts)} ({span(hurts)})")
+    if neutral:
+        parts.append(f"makes no difference beyond {threshold:g} standard errors at n = {sizes(neutral)} "
+                     f"({span(neutral)})")
+    text = "The claim " + ("holds" if helps and not hurts else "fails" if hurts and not helps else
+                           "holds only in part" if helps else "is not resolved") + " in our sweep: "
+    text += "; it ".join(parts) + ". "
+    kh, kx, kn = effect("at+kd - kd")
+    text += (f"On top of KD, AT lowers the error at n = {sizes(kh) or 'no size'} and raises it at "
+             f"n = {sizes(kx) or 'no size'}. ")
+    # the mechanism, from the training-set fit of the students
+    rows = [(int(n), e["settings"]) for n, e in summary.items() if {"alone", "at"} <= set(e["settings"])]
+    fits = "; ".join(f"n = {n:,}: training error {s['alone']['train_error_mean']:.1f}% alone vs "
+                     f"{s['at']['train_error_mean']:.1f}% with AT, whose AT term is {s['at']['train_at_term_mean']:.2f}"
+                     f" against a cross-entropy of {s['at']['train_ce_mean']:.2f}" for n, s in rows)
+    text += f"Why, from how the students fit their training sets ({fits}): "
+    worse_fit = [n for n, s in rows if s["at"]["train_error_mean"] > s["alone"]["train_error_mean"] + 1.0]
+    if worse_fit:
+        text += (f"at n = {', '.join(f'{n:,}' for n in worse_fit)} the AT student fits its own training set worse "
+                 f"than the student alone: the β = 1000 term takes the small student's capacity and steps away from "
+                 f"the labels, so AT acts as a constraint, not as extra information.")
+    else:
+        text += "the AT student fits its training set as well as the student alone at every size."
+    return text
+
+
+def sweep_body(result: dict) -> str:
+    """The sweep's tables and verdict (Markdown) from attention_transfer_sweep.json."""
+    summary, cfg = summarise(result), result["config"]
+    lines = [f"### When does the claim hold? Training-set size sweep (`--sweep`)", "",
+             f"For each training-set size n (shapes, same task and held-out set as above; sets of different n are "
+             f"separate draws) a teacher is trained on that set, then the student in each setting, "
+             f"{max(e['settings']['alone']['seeds'] for e in summary.values())} seeds. Every network: "
+             f"{cfg['steps']} steps of {cfg['batch_size']} images (the same compute at every n, so the small sets "
+             f"are seen for many epochs and the largest about once), the AT paper's schedule shape: SGD, momentum "
+             f"0.9, weight decay 5e-4, lr {cfg['lr']} times {cfg['gamma']} at {', '.join(f'{m:.0%}' for m in cfg['milestones'])} "
+             f"of the steps; β = {cfg['beta']:g}, p = {cfg['p']}, KD T = {cfg['kd_T']:g}, α = {cfg['kd_alpha']}. "
+             f"Held-out error (%), mean ± std over seeds:", "",
+             "| n train | epochs | teacher | " + " | ".join(SWEEP_SETTINGS) + " |",
+             "|---|---|---|" + "---|" * len(SWEEP_SETTINGS)]
+    for n, e in summary.items():
+        cells = [f"{e['settings'][s]['error_mean']:.2f} ± {e['settings'][s]['error_std']:.2f} "
+                 f"({e['settings'][s]['seeds']})" if s in e["settings"] else "–" for s in SWEEP_SETTINGS]
+        lines.append(f"| {int(n):,} | {e['epochs']:.1f} | {e['teacher_error']:.2f} | " + " | ".join(cells) + " |")
+    lines += ["", "(n) = seeds. Differences (points of held-out error; negative = the first is better), in units of "
+              "the pooled seed std (d) and of the Welch standard error of the difference (t):", "",
+              "| n train | " + " | ".join(f"{k}: points, d, t" for k in (f'{a} - {b}' for a, b in COMPARISONS)) + " |",
+              "|---|" + "---|" * len(COMPARISONS)]
+    for n, e in summary.items():
+        cells = [(lambda d: f"{d['diff']:+.2f}, {d['d']:+.1f}, {d['t']:+.1f}")(e["diffs"][k]) if k in e["diffs"]
+                 else "–" for k in (f"{a} - {b}" for a, b in COMPARISONS)]
+        lines.append(f"| {int(n):,} | " + " | ".join(cells) + " |")
+    lines += ["", "Training fit (first 1,000 training images, after training): error % and, for AT, "
+              "β/2 Σ_j at_loss against the cross-entropy:", "",
+              "| n train | alone train error | at train error | at: AT term | at: CE |", "|---|---|---|---|---|"]
+    for n, e in summary.items():
+        s = e["settings"]
+        if {"alone", "at"} <= set(s):
+            lines.append(f"| {int(n):,} | {s['alone']['train_error_mean']:.1f} | {s['at']['train_error_mean']:.1f} | "
+                         f"{s['at']['train_at_term_mean']:.3f} | {s['at']['train_ce_mean']:.3f} |")
+    lines += ["", f"![error vs training-set size]({SWEEP_PNG.name})", "",
+              f"**Verdict** (generated from the numbers above, |t| ≥ 2 counts): {verdict(summary)}", "",
+              f"Sweep wall time {result['seconds_total']:.0f} s of training on one thread "
+              f"({len(result['runs'])} student runs, {len(result['teachers'])} teachers)."]
+    return "\n".join(lines)
+
+
+def plot_sweep(result: dict, path: Path = SWEEP_PNG) -> None:
+    """Held-out error vs training-set size, one line per setting (error bars: std over seeds), and the teacher."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarise(result)
+    ns = [int(n) for n in summary]
+    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    for k, s in enumerate(SWEEP_SETTINGS):
+        pts = [(int(n), e["settings"][s]) for n, e in summary.items() if s in e["settings"]]
+        ax.errorbar([n * (1 + 0.03 * (k - 1.5)) for n, _ in pts], [v["error_mean"] for _, v in pts],
+                    yerr=[v["error_std"] for _, v in pts], marker="o", capsize=4, label=f"student: {s}")
+    ax.plot(ns, [summary[str(n)]["teacher_error"] for n in ns], "k--", marker="s", label="teacher (1 seed)")
+    ax.set_xscale("log")
+    ax.set_xticks(ns, [f"{n:,}" for n in ns])
+    ax.set_xlabel(f"training-set size n (each network: {result['config']['steps']} steps of "
+                  f"{result['config']['batch_size']})")
+    ax.set_ylabel("held-out error (%)")
+    ax.set_title("Attention transfer vs training-set size (mean ± std over seeds)")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def report(sweep_out: Path = SWEEP_OUT) -> str:
+    """Write the RESULTS.md section (the small table, then the sweep) and the plot from the JSONs."""
+    body = small_body(json.loads(OUT.read_text()))
+    if sweep_out.exists():
+        result = json.loads(sweep_out.read_text())
+        if result["runs"]:
+            body += "\n\n" + sweep_body(result)
+            plot_sweep(result)
+    write_section("attention_transfer", COMMAND, body)
+    return body
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per setting (default 3)")
+    parser.add_argument("--settings", nargs="+", default=list(transfer.SETTINGS),
+                        help=f"of {transfer.SETTINGS}; 'at:BETA' or 'at+kd:BETA' sets the AT weight (default 1000)")
+    parser.add_argument("--append", action="store_true", help="add these settings to the existing JSON and table")
+    parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--ship", action="store_true", help="also save the seed-0 'alone' and 'at' students as the "
+                        "shipped at_student.pt / at_student_at.pt (the same bits as python -m xai_ref.transfer ship)")
+    parser.add_argument("--sweep", action="store_true", help="run (or resume) the training-set size sweep")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SWEEP["sizes"]))
+    parser.add_argument("--steps", type=int, default=SWEEP["steps"])
+    parser.add_argument("--sweep-out", type=Path, default=SWEEP_OUT)
+    parser.add_argument("--report", action="store_true", help="only rewrite RESULTS.md and the plot")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.sweep:
+        result = sweep(args.sizes, args.seeds or SWEEP["seeds"], args.steps, out=args.sweep_out)
+    elif not args.report:
+        args.seeds = args.seeds or 3
+        result = small(args)
+    print(report(args.sweep_out))
+    return result if not args.report else {}
 
 
 if __name__ == "__main__":

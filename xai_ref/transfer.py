@@ -29,8 +29,9 @@ Settings, with ``CE`` the cross-entropy with the true class ``y`` and ``s``/``t`
 
 The teacher is frozen (eval mode); its targets (logits, normalised attention maps of each group, the
 normalised CAM of the true class) are computed once for the fixed training set (no augmentation), so an
-AT or KD step costs no more than a plain one. Training: AdamW, one-cycle (warm-up, cosine) schedule,
-batch :data:`BATCH_SIZE`, one CPU thread, deterministic algorithms.
+AT or KD step costs no more than a plain one. Training: AdamW, one-cycle (warm-up, cosine) schedule by default,
+or the AT paper's SGD with step decay (``schedule="step"``, see :func:`_schedule`); a number of epochs or of
+``steps``; batch :data:`BATCH_SIZE`, one CPU thread, deterministic algorithms.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from .attention import at_loss, normalised_attention
 from .data import shapes
 from .models import at_nets
 
-__all__ = ["SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets", "train_student",
+__all__ = ["SCHEDULES", "SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets", "train_student",
            "train_teacher", "transfer_loss"]
 
 SETTINGS = ("alone", "at", "kd", "at+kd", "cam")
@@ -62,8 +63,11 @@ BATCH_SIZE = 50
 BETA, P = 1000.0, 2          # attention transfer (the paper's beta and p)
 KD_T, KD_ALPHA = 4.0, 0.9    # knowledge distillation (Hinton et al.; the AT paper's values)
 CAM_LAMBDA = 10.0            # weight of the CAM loss (about beta/2 / (8*8): AT's weight on the 8x8 maps)
-#: epochs and peak learning rate per network
+#: epochs and peak learning rate per network (the one-cycle schedule)
 DEFAULTS = {"teacher": dict(epochs=30, lr=3e-3), "student": dict(epochs=12, lr=5e-3)}
+SCHEDULES = ("onecycle", "step")
+#: the "step" schedule (the AT paper's CIFAR one): SGD at lr 0.1, times 0.2 at 30%, 60% and 80% of the steps
+STEP_LR, STEP_MILESTONES, STEP_GAMMA = 0.1, (0.3, 0.6, 0.8), 0.2
 
 
 def task(n_train: int = N_TRAIN, n_test: int = N_TEST) -> tuple[shapes.ShapesBatch, shapes.ShapesBatch]:
@@ -124,33 +128,65 @@ def transfer_loss(setting: str, feats: list[torch.Tensor], logits: torch.Tensor,
     return loss
 
 
+def _schedule(model: nn.Module, schedule: str, lr: float, total: int):
+    """(optimiser, scheduler) for ``total`` steps s = 0 .. total-1; the learning rate at step s is ``lr * f(s)``:
+
+    - ``"onecycle"`` (our default): AdamW, weight decay 5e-4, ``f(s) = min((s+1)/w, (1 + cos(pi s/total))/2)``,
+      a linear warm-up over ``w = total/20`` steps then a cosine decay to 0.
+    - ``"step"`` (the AT paper's CIFAR schedule, lr 0.1 dropped by 0.2 at epochs 60, 120, 160 of 200): SGD,
+      momentum 0.9, weight decay 5e-4, ``f(s) = 0.2^k`` with k the number of fractions in
+      :data:`STEP_MILESTONES` = (0.3, 0.6, 0.8) that ``s/total`` has reached."""
+    if schedule == "onecycle":
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+        warmup = max(1, total // 20)
+        f = lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))  # noqa: E731
+    elif schedule == "step":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        f = lambda s: STEP_GAMMA ** sum(s >= m * total for m in STEP_MILESTONES)  # noqa: E731
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def _batches(n: int, steps: int, gen: torch.Generator):
+    """The index tensors of ``steps`` batches of :data:`BATCH_SIZE`: passes (epochs) over range(n), each in a
+    fresh random order drawn from ``gen``; the last pass stops wherever the step count runs out."""
+    done = 0
+    while True:
+        for idx in torch.randperm(n, generator=gen).split(BATCH_SIZE):
+            if done == steps:
+                return
+            done += 1
+            yield idx
+
+
 def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, setting: str, targets: dict | None, epochs: int,
-         lr: float, seed: int, progress: bool, desc: str, beta: float = BETA) -> list[float]:
-    """Train ``model`` in place (AdamW, warm-up + cosine); returns the running loss at each epoch's end."""
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps = math.ceil(len(x) / BATCH_SIZE)
-    total, warmup = epochs * steps, max(1, epochs * steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / warmup, 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
+         lr: float, seed: int, progress: bool, desc: str, beta: float = BETA, schedule: str = "onecycle",
+         steps: int | None = None) -> list[float]:
+    """Train ``model`` in place for ``steps`` batches (default: ``epochs`` passes over x) with
+    :func:`_schedule`; returns the running loss at each epoch's end (and at the last step)."""
+    per_epoch = math.ceil(len(x) / BATCH_SIZE)
+    total = steps or epochs * per_epoch
+    opt, sched = _schedule(model, schedule, lr, total)
     gen = torch.Generator().manual_seed(seed)
     history, running = [], None
     model.train().to(memory_format=torch.channels_last)  # ~1.5x faster on a CPU
     x = x.contiguous(memory_format=torch.channels_last)
     with tqdm(total=total, desc=desc, unit="batch", disable=not progress) as bar:
-        for _ in range(epochs):
-            for idx in torch.randperm(len(x), generator=gen).split(BATCH_SIZE):
-                feats, logits = model.groups(x[idx])
-                tb = None if targets is None else {"logits": targets["logits"][idx], "cam": targets["cam"][idx],
-                                                   "q": [q[idx] for q in targets["q"]]}
-                loss = transfer_loss(setting, feats, logits, y[idx], model.fc, tb, beta=beta)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
-                bar.update()
-                bar.set_postfix(loss=f"{running:.3f}", refresh=False)
-            history.append(running)
+        for s, idx in enumerate(_batches(len(x), total, gen), start=1):
+            feats, logits = model.groups(x[idx])
+            tb = None if targets is None else {"logits": targets["logits"][idx], "cam": targets["cam"][idx],
+                                               "q": [q[idx] for q in targets["q"]]}
+            loss = transfer_loss(setting, feats, logits, y[idx], model.fc, tb, beta=beta)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            bar.update()
+            bar.set_postfix(loss=f"{running:.3f}", refresh=False)
+            if s % per_epoch == 0 or s == total:
+                history.append(running)
     model.to(memory_format=torch.contiguous_format)
     return history
 
@@ -205,31 +241,43 @@ def at_distance(student: at_nets.ATNet, teacher: at_nets.ATNet, images, p: float
     return total / len(x)
 
 
+def _config(net: str, epochs, lr, schedule: str) -> dict:
+    """Epochs and learning rate: those given, else :data:`DEFAULTS` (lr :data:`STEP_LR` for ``"step"``)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; choose one of {SCHEDULES}")
+    cfg = {**DEFAULTS[net], **({"lr": STEP_LR} if schedule == "step" else {})}
+    return {**cfg, **{k: v for k, v in dict(epochs=epochs, lr=lr).items() if v is not None}}
+
+
 def train_teacher(epochs: int | None = None, seed: int = 0, *, lr: float | None = None, progress: bool = True,
-                  data=None) -> tuple[at_nets.ATNet, float]:
-    """Train the teacher on the task's training set; returns (model in eval mode, held-out accuracy)."""
-    cfg = {**DEFAULTS["teacher"], **{k: v for k, v in dict(epochs=epochs, lr=lr).items() if v is not None}}
+                  data=None, schedule: str = "onecycle", steps: int | None = None) -> tuple[at_nets.ATNet, float]:
+    """Train the teacher on the task's training set (or ``data``); returns (model in eval mode, held-out
+    accuracy). ``schedule``: see :func:`_schedule`; ``steps``: train for this many batches instead of epochs."""
+    cfg = _config("teacher", epochs, lr, schedule)
     train, test = data or task()
     with _Deterministic():
         torch.manual_seed(seed)
         model = at_nets.at_teacher(N_CLASSES)
-        _fit(model, *_tensors(train), "alone", None, cfg["epochs"], cfg["lr"], seed, progress, "teacher")
+        _fit(model, *_tensors(train), "alone", None, cfg["epochs"], cfg["lr"], seed, progress, "teacher",
+             schedule=schedule, steps=steps)
         model.eval()
         return model, evaluate(model, test)
 
 
 def train_student(setting: str = "alone", teacher: at_nets.ATNet | None = None, seed: int = 0, *,
                   epochs: int | None = None, lr: float | None = None, progress: bool = True, data=None,
-                  targets: dict | None = None, beta: float = BETA) -> tuple[at_nets.ATNet, dict]:
+                  targets: dict | None = None, beta: float = BETA, schedule: str = "onecycle",
+                  steps: int | None = None) -> tuple[at_nets.ATNet, dict]:
     """Train a student in ``setting`` (one of :data:`SETTINGS`) with the frozen ``teacher`` (default: the
     shipped ``at_teacher``; unused for ``"alone"``). Returns (model in eval mode, info) with info keys
     ``accuracy``, ``error`` (held-out, %), ``at_before``/``at_after`` (:func:`at_distance` on the held-out
     images, at initialisation and after training), ``seconds``, ``history`` (loss per epoch).
     ``targets``: precomputed :func:`teacher_targets` for the training set (to share between runs);
-    ``beta``: the weight of the AT term (settings "at", "at+kd")."""
+    ``beta``: the weight of the AT term (settings "at", "at+kd"); ``schedule``: see :func:`_schedule`;
+    ``steps``: train for this many batches instead of ``epochs`` passes over the training set."""
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of {SETTINGS}")
-    cfg = {**DEFAULTS["student"], **{k: v for k, v in dict(epochs=epochs, lr=lr).items() if v is not None}}
+    cfg = _config("student", epochs, lr, schedule)
     train, test = data or task()
     if teacher is None:
         from .models import load
@@ -244,7 +292,7 @@ def train_student(setting: str = "alone", teacher: at_nets.ATNet | None = None, 
         model = at_nets.at_student(N_CLASSES)
         before = at_distance(model, teacher, test.images)
         history = _fit(model, x, y, setting, None if setting == "alone" else targets, cfg["epochs"], cfg["lr"],
-                       seed, progress, f"student {setting} seed {seed}", beta)
+                       seed, progress, f"student {setting} seed {seed}", beta, schedule, steps)
         model.eval()
         seconds = time.perf_counter() - t0
         acc = evaluate(model, test)
