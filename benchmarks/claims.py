@@ -145,6 +145,66 @@ def pct(v) -> str:
     return f"{100 * v:.1f}"
 
 
+# --- scores shared by claims 1 and 2 and by benchmarks/conditions.py ---------------------------------
+
+
+def box_area(boxes) -> torch.Tensor:
+    """Pixel area (x1 - x0)(y1 - y0) of (B,4) boxes with exclusive ends, float64."""
+    boxes = torch.as_tensor(boxes)
+    return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).double()
+
+
+def localization_scores(maps, data) -> dict:
+    """Claim 1's numbers for one method's maps (B,H,W) of a one-object batch ``data`` (fractions in [0, 1]).
+
+    box15 / box20: box accuracy (IoU >= 0.5) with the map thresholded at 15 % / 20 % of its range;
+    iou15: mean IoU at 15 %; pointing: pointing-game accuracy (mean over classes); energy: share of the
+    positive mass inside the true box; box_ratio15: the median over images of |predicted box| / |true box|
+    at 15 % (> 1: the method draws boxes larger than the object).
+    """
+    l15 = metrics.localization(maps, data.box, fraction=0.15)
+    l20 = metrics.localization(maps, data.box, fraction=0.20)
+    return dict(box15=l15.accuracy, box20=l20.accuracy, iou15=l15.iou.mean().item(),
+                pointing=metrics.pointing_game(maps, data.mask, data.label).accuracy,
+                energy=metrics.energy_pointing(maps, data.box).mean().item(),
+                box_ratio15=(box_area(l15.boxes) / box_area(data.box)).median().item())
+
+
+def discrimination_scores(maps, two) -> dict:
+    """Claim 2's numbers for one method on a two-object batch ``two``: ``maps`` = [maps of the first
+    objects' classes, maps of the second objects' classes], each (B,H,W).
+
+    right: share of maps whose maximum is a pointing hit on their own class's object and not on the other;
+    both: share of images whose two maps are both right; ratio: mean over maps of
+    E(own mask) / (E(own mask) + E(other mask)) with E the energy share (0.5 for a map with no mass on either).
+    """
+    right_only, ratio = [], []
+    for k in (0, 1):
+        hit = metrics.pointing_game(maps[k], two.masks[:, k]).hits
+        other = metrics.pointing_game(maps[k], two.masks[:, 1 - k]).hits
+        right_only.append(hit & ~other)
+        e_right = metrics.energy_pointing(maps[k], two.masks[:, k])
+        e_other = metrics.energy_pointing(maps[k], two.masks[:, 1 - k])
+        ratio.append(torch.where(e_right + e_other > 0, e_right / (e_right + e_other).clamp(min=1e-12),
+                                 torch.full_like(e_right, 0.5)))
+    return dict(right=torch.cat(right_only).double().mean().item(),
+                both=(right_only[0] & right_only[1]).double().mean().item(),
+                ratio=torch.cat(ratio).mean().item())
+
+
+def two_object_maps(fns, model, two) -> dict:
+    """{method: [maps for the first objects' classes, maps for the second's]} on a two-object batch."""
+    x = torch.from_numpy(two.images)
+    return {meth: [maps_of(fn, model, x, torch.from_numpy(two.labels[:, k])) for k in (0, 1)]
+            for meth, fn in fns.items()}
+
+
+def either_accuracy(model, two) -> float:
+    """Share of two-object images whose predicted class is one of the two objects'."""
+    pred = accuracy(model, torch.from_numpy(two.images)).numpy()
+    return float(((pred == two.labels[:, 0]) | (pred == two.labels[:, 1])).mean())
+
+
 # --- the claims ------------------------------------------------------------------------------------
 
 
@@ -159,15 +219,11 @@ def claim1(ctx) -> str:
     verdicts = []
     for name in MODELS:
         d = ctx[name]
-        data = ctx["one"]
         rows = []
         for meth, maps in d["maps1"].items():
-            l15 = metrics.localization(maps, data.box, fraction=0.15)
-            l20 = metrics.localization(maps, data.box, fraction=0.20)
-            pg = metrics.pointing_game(maps, data.mask, data.label)
-            en = metrics.energy_pointing(maps, data.box).mean().item()
-            d.setdefault("loc", {})[meth] = (l15.accuracy, pg.accuracy)
-            rows.append([meth, pct(l15.accuracy), pct(l20.accuracy), l15.iou.mean().item(), pct(pg.accuracy), en])
+            s = localization_scores(maps, ctx["one"])
+            d.setdefault("loc", {})[meth] = (s["box15"], s["pointing"])
+            rows.append([meth, pct(s["box15"]), pct(s["box20"]), s["iou15"], pct(s["pointing"]), s["energy"]])
         out += [f"**{name}** (classification accuracy on these images: {pct(d['acc1'])}%)", "",
                 md_table(["method", "box acc. @0.15 (%)", "box acc. @0.20 (%)", "mean IoU @0.15",
                           "pointing (%)", "energy in box"], rows), ""]
@@ -193,21 +249,10 @@ def claim2(ctx) -> str:
         d = ctx[name]
         two = ctx["two"]
         rows = []
-        for meth in d["maps2"]:
-            right_only, ratio = [], []
-            for k in (0, 1):
-                maps = d["maps2"][meth][k]
-                hit = metrics.pointing_game(maps, two.masks[:, k]).hits
-                other = metrics.pointing_game(maps, two.masks[:, 1 - k]).hits
-                right_only.append(hit & ~other)
-                e_right = metrics.energy_pointing(maps, two.masks[:, k])
-                e_other = metrics.energy_pointing(maps, two.masks[:, 1 - k])
-                ratio.append(torch.where(e_right + e_other > 0, e_right / (e_right + e_other).clamp(min=1e-12),
-                                         torch.full_like(e_right, 0.5)))
-            both = (right_only[0] & right_only[1]).double().mean().item()
-            ro = torch.cat(right_only).double().mean().item()
-            summary.setdefault(name, {})[meth] = both
-            rows.append([meth, pct(ro), pct(both), torch.cat(ratio).mean().item()])
+        for meth, maps in d["maps2"].items():
+            s = discrimination_scores(maps, two)
+            summary.setdefault(name, {})[meth] = s["both"]
+            rows.append([meth, pct(s["right"]), pct(s["both"]), s["ratio"]])
         out += [f"**{name}** (prediction is one of the two classes on {pct(d['acc2'])}% of the images)", "",
                 md_table(["method", "right (%)", "both classes (%)", "energy ratio"], rows), ""]
     gc = [summary[n]["Grad-CAM"] for n in MODELS]
@@ -469,7 +514,6 @@ def main() -> None:
     ctx["biased"] = shapes.generate(ctx["n1"], SEEDS["biased"], biased=True, split="test")
     ctx["unbiased"] = shapes.generate(1000 if not quick else 100, SEEDS["unbiased"], split="test")
     x1, y1 = ctx["one"].to_torch()
-    x2 = torch.from_numpy(ctx["two"].images)
     ctx["x3"], ctx["y3"] = x1[:ctx["n3"]], y1[:ctx["n3"]]
     ctx["x4"], ctx["y4"] = x1[:ctx["n4"]], y1[:ctx["n4"]]
     ctx["x6"], ctx["y6"] = x1[:ctx["n6"]], y1[:ctx["n6"]]
@@ -477,14 +521,12 @@ def main() -> None:
     for name in MODELS:
         model = load_model(name, args.weights)
         fns = method_table(name)
-        d = ctx[name] = dict(model=model, fns=fns, maps1={}, maps2={})
+        d = ctx[name] = dict(model=model, fns=fns)
         d["acc1"] = (accuracy(model, x1) == y1).double().mean().item()
-        pred2 = accuracy(model, x2).numpy()
-        d["acc2"] = ((pred2 == ctx["two"].labels[:, 0]) | (pred2 == ctx["two"].labels[:, 1])).mean()
-        for meth, fn in fns.items():
-            d["maps1"][meth] = maps_of(fn, model, x1, y1)
-            d["maps2"][meth] = [maps_of(fn, model, x2, torch.from_numpy(ctx["two"].labels[:, k])) for k in (0, 1)]
-        log(f"maps of {name}: {len(fns)} methods on {len(x1)} + 2 x {len(x2)} images")
+        d["acc2"] = either_accuracy(model, ctx["two"])
+        d["maps1"] = {meth: maps_of(fn, model, x1, y1) for meth, fn in fns.items()}
+        d["maps2"] = two_object_maps(fns, model, ctx["two"])
+        log(f"maps of {name}: {len(fns)} methods on {len(x1)} + 2 x {len(ctx['two'])} images")
 
     sections = []
     for k, claim in enumerate((claim1, claim2, claim3, claim4, claim5, claim6), start=1):
