@@ -1,0 +1,245 @@
+"""DissectionExplorer: Network Dissection (Bau et al. 2017), one unit at a time.
+
+    P(a_k > T_k) = q,    M_k = up(a_k) >= T_k,    IoU_{k,c} = Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c|
+
+Pick a unit k: its top images (those with its largest activations), its threshold T_k, its masks M_k over
+those images, its IoU with every concept (bar chart, best concept in red, drawn over the images) and the
+name it gets. Every step writes its equation with this unit's numbers.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from xai_ref import dissection
+from xai_ref.data import shapes
+
+from . import render
+from .cache import Memo
+from .explorer import Explorer, captioned, row, section
+from .stepper import Stepper
+
+#: Colours of the overlap pictures: only the unit's mask, only the concept's mask, both.
+ONLY_M, ONLY_L, BOTH = (230, 25, 45), (40, 200, 60), (255, 225, 25)
+TILE = 128  # the side of each top image, in display pixels
+
+
+class UnitStepper(Stepper):
+    """A `Stepper` over a dissection Trace whose ``channel`` slider picks the unit k and whose views are
+    drawn by ``draw(symbol, k) -> (picture PNG, detail PNG, numbers HTML)`` (the explorer's)."""
+
+    def __init__(self, draw, trace, **kw):
+        self.draw_step = draw
+        super().__init__(trace, **kw)
+        self.channel.description = "unit k"
+
+    def kind(self, term=None) -> str:
+        return "unit"
+
+    def _channel_range(self, term, kind: str) -> None:
+        self.channel.layout.display = ""
+        K = len(self.trace.T)
+        if self.channel.max != K - 1:
+            self.channel.max = K - 1
+
+    def _draw(self, term, kind: str):
+        return self.draw_step(term.symbol, self.channel.value)
+
+
+class DissectionExplorer(Explorer):
+    """Step through Network Dissection for one unit of a layer.
+
+    Usage: ``DissectionExplorer()`` dissects the last convolutional layer of ``nin_shapes`` on 200 test
+    shapes images; ``DissectionExplorer("vgg_shapes", "block2_relu2", probe)`` another model and layer;
+    ``DissectionExplorer(model, trace=t, probe=probe)`` shows a dissection already computed
+    (`xai_ref.dissection.dissect`) on the same probe set. Accepted: ``model`` any ``nn.Module`` or a model
+    name; ``layer`` a module, a dotted name or None (the last spatial layer); ``probe`` a
+    ``shapes.ShapesBatch`` (its concept masks come with it) or a batch (N,C,H,W) with ``concepts`` (an
+    `xai_ref.data.concepts.Concepts`); ``unit`` the unit shown first (default: the best-named one);
+    ``top`` top images shown; ``quantile`` and ``iou_floor`` as in `dissect`.
+
+    Controls: ``unit`` (k), ``concept`` (-1: the unit's best concept c*, else a concept index: the
+    concept compared in the IoU steps), ``step`` (the term of the trace shown: A, T, M, I, U, IoU, name).
+    Panels: the unit's name line; per step a strip of its top images (activation maps with a colour bar,
+    the cells above T_k, the masks M_k, M_k against L_c: red only M_k, green only L_c, yellow both; at the
+    last step L_c of the best concept c*, whatever ``concept`` says); the
+    IoU of every concept (bars, best in red); and the step's equation with this unit's numbers.
+    """
+
+    title = "Network Dissection: IoU_{k,c} = Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c|"
+    needs_classes = False
+
+    def __init__(self, model=None, layer=None, probe=None, concepts=None, *, trace=None, unit=None, top: int = 6,
+                 quantile: float = 0.005, iou_floor: float = 0.04):
+        probe = shapes.generate(200, seed=0, split="test") if probe is None else probe
+        images, self.concepts = dissection.probe_set(probe, concepts)
+        self.images = torch.as_tensor(images)
+        super().__init__(model, self.images[:1], "nin_shapes")
+        self.images = self.images.to(self.x.dtype)
+        if trace is None:
+            trace = dissection.dissect(self.model, layer, self.images, self.concepts, quantile=quantile,
+                                       iou_floor=iou_floor, top=max(top, 1), progress=False)
+        self.trace, self.top = trace, min(top, trace.meta["top"].shape[1])
+        self.units = trace.name
+        self.maps = Memo(self._unit_maps, maxsize=16)
+        best = max(self.units, key=lambda u: (u.named, u.iou)).k if unit is None else int(unit)
+
+        self.stepper = UnitStepper(self.draw_step, None, rgb=self.rgb)
+        self.controls["unit"] = self.stepper.channel
+        self.controls["concept"] = W.Dropdown(
+            options=[("best concept c*", -1)] + [(n, i) for i, n in enumerate(trace.meta["concepts"])],
+            value=-1, description="concept c")
+        self.controls["step"] = self.stepper.step
+        self.name_line = W.HTML()
+        self.iou_bars = self.picture()
+        self.children = [
+            W.HTML(f"<h3>{html.escape(self.title)}</h3>"),
+            W.HTML(f"<div style='font-size:12px'>layer <code>{html.escape(trace.meta['layer'])}</code>, "
+                   f"{trace.meta['n']} probe images, q = {trace.meta['quantile']:g}, IoU floor "
+                   f"{trace.meta['iou_floor']:g}</div>"),
+            row(self.controls["concept"]),
+            self.status,
+            self.name_line,
+            row(captioned("IoU of unit k with every concept (best c* in red)", self.iou_bars)),
+            section("The dissection of unit k, step by step"),
+            self.stepper,
+        ]
+        self.stepper.show(trace)
+        self.controls["unit"].value = best
+        self.on("unit", self.draw_unit)
+        self.on("concept", self.draw_unit, self.stepper.forget_drawn, self.stepper.redraw)
+        self.run(self.draw_unit)
+
+    # --- numbers --------------------------------------------------------------------------------
+
+    def concept_index(self, k: int) -> int:
+        """The concept compared: the chosen one, or unit k's best concept c*."""
+        c = self.controls["concept"].value
+        return int(np.asarray(self.trace.IoU[k]).argmax()) if c < 0 else c
+
+    def worked(self, k: int, c: int | None = None) -> dict:
+        """Unit k's numbers, read from the trace: those each step's equation shows (c: the concept)."""
+        t, meta = self.trace, self.trace.meta
+        c = self.concept_index(k) if c is None else c
+        best = int(np.asarray(t.IoU[k]).argmax())
+        return {"k": k, "c": c, "concept": meta["concepts"][c], "T": float(t.T[k]), "q": meta["quantile"],
+                "above": int(meta["above"][k]), "positions": int(meta["positions"]), "n": int(meta["n"]),
+                "pixels": int(meta["n"] * self.images.shape[2] * self.images.shape[3]),
+                "M_size": int(meta["M_size"][k]), "L_size": int(meta["L_size"][c]), "I": int(t.I[k, c]),
+                "U": int(t.U[k, c]), "IoU": float(t.IoU[k, c]), "best": meta["concepts"][best],
+                "best_iou": float(t.IoU[k, best]), "floor": meta["iou_floor"], "name": self.units[k].name}
+
+    def equation(self, symbol: str, k: int) -> str:
+        """The step's equation with unit k's numbers substituted (HTML)."""
+        v = self.worked(k)
+        L = f"L<sub>{html.escape(v['concept'])}</sub>"
+        lines = {
+            "A": f"a<sub>{k}</sub>(x) at {v['n']} images × h×w positions = {v['positions']} values",
+            "T": (f"P(a<sub>{k}</sub> &gt; T<sub>{k}</sub>) = {v['q']:g} &nbsp;⇒&nbsp; T<sub>{k}</sub> = {v['T']:.4g}"
+                  f"<br>{v['above']} of {v['positions']} positions above T<sub>{k}</sub> "
+                  f"= {100 * v['above'] / v['positions']:.3f} %"),
+            "M": (f"M<sub>{k}</sub> = up(a<sub>{k}</sub>) ≥ {v['T']:.4g}: |M<sub>{k}</sub>| = {v['M_size']} pixels "
+                  f"of {v['pixels']} ({100 * v['M_size'] / v['pixels']:.2f} %)"),
+            "I": f"Σ|M<sub>{k}</sub> ∩ {L}| = {v['I']}",
+            "U": (f"Σ|M<sub>{k}</sub> ∪ {L}| = |M<sub>{k}</sub>| + |{L}| − |M<sub>{k}</sub> ∩ {L}| = "
+                  f"{v['M_size']} + {v['L_size']} − {v['I']} = {v['U']}"),
+            "IoU": f"IoU<sub>{k},{html.escape(v['concept'])}</sub> = {v['I']} / {v['U']} = {v['IoU']:.4f}",
+            "name": (f"c* = {html.escape(v['best'])}, IoU = {v['best_iou']:.4f} "
+                     f"{'&gt;' if v['best_iou'] > v['floor'] else '≤'} {v['floor']:g} &nbsp;⇒&nbsp; "
+                     f"unit {k} is <b>{html.escape(v['name'])}</b>"),
+        }
+        return f"<div style='font-size:14px;font-family:serif;padding:6px'>{lines[symbol]}</div>"
+
+    # --- pictures -------------------------------------------------------------------------------
+
+    def _unit_maps(self, k: int) -> dict:
+        """Unit k's top images: their indices, pictures, maps a_k (n,h,w) and masks M_k (n,H,W)."""
+        idx = np.asarray(self.trace.meta["top"][k][:self.top])
+        x = self.images[idx]
+        a = dissection.activations(self.model, self.trace.meta["layer"], x)[0][:, k:k + 1]
+        T = torch.as_tensor(self.trace.T[k:k + 1]).to(a.dtype)
+        floor = torch.as_tensor(self.trace.meta["floor"][k:k + 1]).to(a.dtype)
+        M = dissection.masks(a, tuple(x.shape[2:]), T, floor)[:, 0].numpy()
+        return {"idx": idx, "rgb": [render.image_rgb(xi) for xi in x], "a": a[:, 0].numpy(), "M": M}
+
+    def strip(self, pictures: list[np.ndarray]) -> bytes:
+        return render.png(render.tile([render.fit(p, TILE) for p in pictures], cols=len(pictures)))
+
+    def heat_strip(self, k: int, dim_below_T: bool) -> bytes:
+        """The maps a_k of the top images on one colour scale (cells at or below T_k dimmed), a colour bar."""
+        m, T = self.maps(k), float(self.trace.T[k])
+        vmin, vmax = float(self.trace.meta["floor"][k]), max(float(m["a"].max()), T)
+        tiles = []
+        for a in m["a"]:
+            pic = render.colourise(a, render.MAPS, vmin, vmax)
+            if dim_below_T:
+                pic = np.where((a > T)[..., None], pic, (pic * 0.3).astype(np.uint8))
+            tiles.append(render.fit(pic, TILE))
+        bar = colour_bar(vmin, vmax, T, TILE)
+        return render.png(render.tile(tiles + [bar], cols=len(tiles) + 1))
+
+    def overlap_strip(self, k: int, c: int) -> bytes:
+        """The top images with M_k against L_c: red only M_k, green only L_c, yellow both."""
+        m = self.maps(k)
+        pics = []
+        for rgb, M, L in zip(m["rgb"], m["M"], self.concepts.masks[m["idx"], c]):
+            pic = (rgb * 0.45).astype(np.uint8)
+            for where, colour in ((M & ~L, ONLY_M), (L & ~M, ONLY_L), (M & L, BOTH)):
+                pic[where] = colour
+            pics.append(pic)
+        return self.strip(pics)
+
+    def mask_strip(self, k: int) -> bytes:
+        m = self.maps(k)
+        return self.strip([np.where(M[..., None], (0.5 * rgb + 0.5 * np.array(ONLY_M)).astype(np.uint8),
+                                    (rgb * 0.45).astype(np.uint8)) for rgb, M in zip(m["rgb"], m["M"])])
+
+    def draw_step(self, symbol: str, k: int):
+        """What the stepper shows at a step for unit k: (picture, detail, numbers HTML)."""
+        if symbol == "A":
+            return self.heat_strip(k, False), self.strip(self.maps(k)["rgb"]), self.equation(symbol, k)
+        if symbol == "T":
+            return self.heat_strip(k, True), None, self.equation(symbol, k)
+        if symbol == "M":
+            return self.mask_strip(k), None, self.equation(symbol, k)
+        c = int(np.asarray(self.trace.IoU[k]).argmax()) if symbol == "name" else self.concept_index(k)
+        return self.overlap_strip(k, c), None, self.equation(symbol, k) + LEGEND
+
+    def draw_unit(self) -> None:
+        """The name line and the IoU bars of the chosen unit."""
+        k = self.controls["unit"].value
+        u, iou = self.units[k], np.asarray(self.trace.IoU[k])
+        self.name_line.value = (f"<div style='font-size:14px'>unit <b>{k}</b>: <b>{html.escape(u.name)}</b> "
+                                f"(best concept {html.escape(u.concept)}, IoU {u.iou:.3f}; T<sub>{k}</sub> = "
+                                f"{u.T:.4g})</div>")
+        self.iou_bars.value = render.bar_chart(iou, list(self.trace.meta["concepts"]), highlight=int(iou.argmax()),
+                                               title=f"IoU of unit {k}", top=len(iou))
+
+
+LEGEND = ("<div style='font-size:11px'><span style='color:#e6192d'>■</span> only M<sub>k</sub> &nbsp; "
+          "<span style='color:#28c83c'>■</span> only L<sub>c</sub> &nbsp; "
+          "<span style='color:#c8b000'>■</span> both</div>")
+
+
+def colour_bar(vmin: float, vmax: float, marker: float, height: int) -> np.ndarray:
+    """A vertical colour bar (viridis, vmin at the bottom) with its ends labelled and ``marker`` (T_k) drawn
+    as a red line with its value: (height, 64, 3) uint8."""
+    ramp = render.colour_table(render.MAPS)[np.linspace(255, 0, height).round().astype(int)]
+    img = Image.new("RGB", (64, height), render.WHITE)
+    img.paste(Image.fromarray(np.repeat(ramp[:, None], 12, axis=1)), (0, 0))
+    draw = ImageDraw.Draw(img)
+    y = round((1 - render.normalise(np.array(marker), vmin, vmax).item()) * (height - 1))
+    draw.line([(0, y), (16, y)], fill=render.RED, width=2)
+    f = render.font(9)
+    draw.text((15, 0), f"{vmax:.3g}", fill=render.BLACK, font=f)
+    draw.text((15, height - 11), f"{vmin:.3g}", fill=render.BLACK, font=f)
+    draw.text((18, min(max(y - 5, 11), height - 22)), f"T={marker:.3g}", fill=render.RED, font=f)
+    return np.asarray(img)
+
+
+__all__ = ["DissectionExplorer", "UnitStepper", "colour_bar"]
