@@ -59,7 +59,7 @@ from .hooks import Hooks
 from .inputs import check_batch, resize
 from .trace import Trace
 
-__all__ = ["TERMS", "UNNAMED", "Unit", "dissect", "masks", "quantile_position", "trace", "units"]
+__all__ = ["TERMS", "UNNAMED", "Unit", "activations", "dissect", "masks", "quantile_position", "trace", "units"]
 
 #: The name of a unit whose best IoU is not above the floor.
 UNNAMED = "unnamed"
@@ -171,7 +171,7 @@ def _as_batch(images, model: nn.Module) -> torch.Tensor:
 # --- the two passes -----------------------------------------------------------------------------------
 
 
-def _activations(model: nn.Module, layer, x: torch.Tensor) -> tuple[torch.Tensor, str]:
+def activations(model: nn.Module, layer, x: torch.Tensor) -> tuple[torch.Tensor, str]:
     """One forward pass; the layer's output (B,K,h,w) and its name."""
     with torch.no_grad(), Hooks(model, layers=[layer]) as h:
         model(x)
@@ -204,7 +204,8 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
     (K,C) int64 pixel counts, ``IoU`` (K,C), ``name`` (a list of K `Unit`). ``meta``: ``layer``,
     ``concepts`` (names), ``quantile``, ``iou_floor``, ``n`` (images), ``positions`` (N h w, the values each
     quantile is taken over), ``M_size`` (K,) and ``L_size`` (C,) (so that ``U = M_size + L_size - I``),
-    ``above`` (K,) positions with ``a_k > T_k``, ``top`` (K, top) image indices.
+    ``above`` (K,) positions with ``a_k > T_k``, ``floor`` (K,) each unit's minimum over the set (no mask
+    pixel sits at it), ``top`` (K, top) the indices of the images with each unit's largest activations.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -221,7 +222,7 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
         counts = _overlaps(model, name, x, concepts.masks, slices, T, floor_value, keep, bar)
     finally:
         bar.close()
-    counts.update(T=T, a_max=a_max)
+    counts.update(T=T, a_max=a_max, floor=floor_value)
     return trace(counts, name, concepts, q, floor, keep, top, len(x) * hw[0] * hw[1])
 
 
@@ -230,7 +231,7 @@ def _thresholds(model, layer, x, slices, q, bar):
     largest = low = None
     a_max = []
     for s in slices:
-        a, name = _activations(model, layer, x[s])
+        a, name = activations(model, layer, x[s])
         B, K, h, w = a.shape
         if largest is None:
             m, f = quantile_position(len(x) * h * w, q)
@@ -260,7 +261,7 @@ def _overlaps(model, name, x, L_all, slices, T, floor_value, keep, bar) -> dict:
     I = M_size = None
     kept_A, kept_M, above = [], [], 0
     for s in slices:
-        a = _activations(model, name, x[s])[0]
+        a = activations(model, name, x[s])[0]
         M = masks(a, size, T, floor_value)
         L = torch.from_numpy(L_all[s])
         B, K = M.shape[:2]
@@ -283,7 +284,8 @@ def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int,
     """The Trace of a dissection from its counts (shared with the NumPy twin, whose values are arrays).
 
     ``counts``: ``A``, ``M`` (the kept images), ``T``, ``I`` (K,C), ``M_size`` (K,), ``L_size`` (C,),
-    ``above`` (K,), ``a_max`` (N,K) each image's largest activation of each unit.
+    ``above`` (K,), ``floor`` (K,) each unit's minimum over the set, ``a_max`` (N,K) each image's largest
+    activation of each unit.
     ``U = |M_k| + |L_c| - I`` and ``IoU = I / U`` (0 where U = 0: neither mask has a pixel).
     """
     I, M_size, L_size, a_max = counts["I"], counts["M_size"], counts["L_size"], counts["a_max"]
@@ -295,7 +297,7 @@ def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int,
     t = Trace("dissection", meta={
         "layer": layer, "concepts": tuple(concepts.names), "quantile": q, "iou_floor": floor, "n": n,
         "positions": positions, "M_size": M_size, "L_size": L_size, "above": counts["above"],
-        "top": np.ascontiguousarray(order)})
+        "floor": counts["floor"], "top": np.ascontiguousarray(order)})
     fmt = {"layer": layer, "keep": min(keep, n), "n": n, "q": f"{q:g}", "floor": f"{floor:g}"}
     tensors = isinstance(I, torch.Tensor)
     values = {"A": counts["A"], "T": counts["T"], "M": counts["M"], "I": I, "U": U,

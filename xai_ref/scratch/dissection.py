@@ -66,5 +66,5 @@ def dissect(net: Sequential, layer=None, images=None, concepts=None, *, quantile
         M_size += M.sum((0, 2))
     counts = {"A": A[:keep], "T": T, "M": masks(A[:keep], x.shape[2:], T, floor_value), "I": I,
               "M_size": M_size, "L_size": L.sum((0, 2, 3)).astype(np.int64),
-              "above": (A > T[None, :, None, None]).sum((0, 2, 3)), "a_max": A.max((2, 3))}
+              "above": (A > T[None, :, None, None]).sum((0, 2, 3)), "a_max": A.max((2, 3)), "floor": floor_value}
     return trace(counts, name, concepts, q, floor, keep, top, N * h * w)
