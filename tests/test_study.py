@@ -221,6 +221,8 @@ def test_trust_trials_both_models_predict_the_label():
     ({"n": 2, "methods": ("lime",)}, ValueError, "methods must be distinct names from"),
     ({"n": 2, "studies": ()}, ValueError, "studies must be distinct names from"),
     ({"n": 2, "studies": "trust", "weak": "nope"}, ValueError, "unknown model 'nope'"),
+    ({"n": 2, "studies": "class_discrimination", "model": "nope"}, ValueError, "unknown model 'nope'"),
+    ({"n": 2, "studies": "trust", "weak": "nin_shapes"}, ValueError, "strong and weak must be two different"),
 ])
 def test_trials_bad_args(kwargs, error, words):
     with pytest.raises(error, match=words):
@@ -326,7 +328,7 @@ def test_quiz_records_answers_and_shows_the_score(tmp_path):
     assert [(r["image_seed"], r["method"]) for r in records] == [(t.image_seed, t.method) for t in quiz.trials]
     assert all(r["seconds"] == 1.5 for r in records)
     assert "done: 4 of 4" in quiz.progress.value and "Your score: 3 of 4 (75%)" in quiz.score.value
-    assert all(quiz.controls[n].disabled for n in ("answer_0", "answer_1"))
+    assert all(quiz.controls[n].disabled for n in ("answer_0", "answer_1")) and quiz.buttons.layout.display == "none"
     quiz.controls["answer_0"].click()                                        # after the end: ignored
     assert len(study.load(path)["records"]) == 4
 

@@ -74,10 +74,11 @@ class HumanStudy(W.VBox):
         self.progress, self.question, self.status, self.score = W.HTML(), W.HTML(), W.HTML(), W.HTML()
         self.pictures = [picture() for _ in range(3)]
         self.panels = [captioned(c, p) for c, p in zip(("the image", "", ""), self.pictures)]
+        self.buttons = row(self.controls["answer_0"], self.controls["answer_1"])
         super().__init__([
             W.HTML("<h3>Human study: is an explanation class-discriminative? does it earn trust?</h3>"),
             self.controls["student"], self.progress, self.question, row(*self.panels),
-            row(self.controls["answer_0"], self.controls["answer_1"]), self.status, self.score,
+            self.buttons, self.status, self.score,
         ])
         self.add_class("xr-quiz")
         self.show()
@@ -153,6 +154,7 @@ class HumanStudy(W.VBox):
         """Hide the question, show the score per study and method (the methods are revealed now)."""
         for name in ("answer_0", "answer_1"):
             self.controls[name].disabled = True
+        self.buttons.layout.display = "none"
         self.progress.value = f"<b>done: {len(self.trials)} of {len(self.trials)} trials answered</b>"
         self.question.value = ""
         for panel in self.panels:

@@ -139,6 +139,7 @@ def _candidate(rng: np.random.Generator, methods: tuple[str, ...]) -> tuple[int,
 
 
 def _discrimination_trials(n, rng, methods, model, start) -> list[Trial]:
+    load_model(model)                                     # an unknown name fails here, not in the middle of a quiz
     out = []
     for i in range(n):
         image_seed, method, k = _candidate(rng, methods)
@@ -150,6 +151,8 @@ def _discrimination_trials(n, rng, methods, model, start) -> list[Trial]:
 
 
 def _trust_trials(n, rng, methods, strong, weak, start) -> list[Trial]:
+    if strong == weak:
+        raise ValueError(f"strong and weak must be two different models, got {strong!r} twice")
     out, tries = [], 0
     while len(out) < n:
         tries += 1
@@ -209,7 +212,7 @@ def observe(trial: Trial, shown: list[np.ndarray] | None = None) -> str:
     if trial.study == "class_discrimination":
         mass = [float((positive[0] * mask).sum()) for mask in b.masks[0]]
         names = [b.classes[c] for c in b.labels[0]]
-        return names[1] if mass[1] > mass[0] else names[0] if mass[0] > mass[1] else trial.choices[0]
+        return trial.choices[0] if mass[0] == mass[1] else names[int(np.argmax(mass))]
     share = [float((p * b.mask[0]).sum()) / max(float(p.sum()), 1e-30) for p in positive]
     return MODEL_CHOICES[1] if share[1] > share[0] else MODEL_CHOICES[0]
 
@@ -299,9 +302,7 @@ def _check_fields(data: dict, fields: dict, where: str) -> None:
         if name not in data:
             raise ValueError(f"{where}: missing field {name!r}")
         v = data[name]
-        ok = isinstance(v, bool) if kind is bool else \
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) if kind is int else isinstance(v, kind)
-        if not ok:
+        if not (isinstance(v, numbers.Integral) and not isinstance(v, bool) if kind is int else isinstance(v, kind)):
             raise ValueError(f"{where}: field {name!r} must be {kind.__name__}, got {v!r}")
 
 
