@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import xai_ref as xr
-from xai_ref import assignments, check
+from xai_ref.course import a5_evaluation, check, runner
+from xai_ref.course import student as tool
 from xai_ref.scratch import Conv2d, Flatten, GlobalAvgPool, MaxPool2d, ReLU
 
 SRC = Path(__file__).resolve().parents[1] / "lessons" / "assignments"
@@ -59,7 +62,7 @@ def test_at_least_five_assignments_with_nbgrader_metadata():
         ids = [c.metadata["nbgrader"]["grade_id"] for c in nb.cells if "nbgrader" in c.metadata]
         assert len(ids) == len(set(ids)), f"{path.name}: duplicate grade_id"
         solutions = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
-        grades = assignments.grade_cells(nb)
+        grades = tool.grade_cells(nb)
         assert solutions and len(grades) == len(solutions), path.name
         for c in nb.cells:
             meta = c.metadata.get("nbgrader")
@@ -80,7 +83,7 @@ def test_at_least_five_assignments_with_nbgrader_metadata():
 @pytest.fixture(scope="module")
 def students(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
-    written = assignments.make_student_dir(SRC, out, use_nbgrader=False)
+    written = tool.make_student_dir(SRC, out, use_nbgrader=False)
     return {p.name: _read(p) for p in written}
 
 
@@ -92,7 +95,7 @@ def test_student_version_has_no_solution_and_no_hidden_test(path, students):
     for line in _solution_lines(instructor):
         assert line not in text.split("\n"), f"solution line left in the student version: {line!r}"
     hidden = [c.source.split("### BEGIN HIDDEN TESTS")[1].split("### END HIDDEN TESTS")[0]
-              for c in assignments.grade_cells(instructor)]
+              for c in tool.grade_cells(instructor)]
     for block in hidden:
         assert block.strip() not in text
     for c in student.cells:
@@ -106,39 +109,43 @@ def test_student_version_has_no_solution_and_no_hidden_test(path, students):
     # the student version imports no reference implementation: only numpy, matplotlib and the checks
     imports = {line.strip() for c in student.cells for line in c.source.split("\n")
                if re.match(r"\s*(import|from)\s", line)}
-    assert imports <= {"import numpy as np", "import matplotlib.pyplot as plt", "from xai_ref import check",
+    assert imports <= {"import numpy as np", "import matplotlib.pyplot as plt", "from xai_ref.course import check",
                        "from xai_ref.scratch import numerical_gradient, rel_error"}, imports
     assert "xr." not in text and "check._" not in text
 
 
-@pytest.mark.skipif(not assignments.has_nbgrader(), reason="nbgrader is not installed")
+@pytest.mark.skipif(not tool.has_nbgrader(), reason="nbgrader is not installed")
 def test_nbgrader_preprocessors_and_fallback_agree():
     for path in BOOKS:
         nb = _read(path)
-        a, b = assignments.make_student(nb, use_nbgrader=True), assignments.make_student(nb, use_nbgrader=False)
+        a, b = tool.make_student(nb, use_nbgrader=True), tool.make_student(nb, use_nbgrader=False)
         assert [c.source for c in a.cells] == [c.source for c in b.cells]
         assert [c.metadata for c in a.cells] == [c.metadata for c in b.cells]
         assert nb == _read(path), "make_student must not change its argument"
 
 
 def test_command_line(tmp_path, capsys):
-    assert assignments.main(["make-student", str(SRC), str(tmp_path / "out"), "--no-nbgrader"]) == 0
+    """python -m xai_ref.course runs the student-version tool."""
+    help_text = subprocess.run([sys.executable, "-m", "xai_ref.course", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    assert help_text.startswith("usage: python -m xai_ref.course") and "make-student" in help_text
+    assert tool.main(["make-student", str(SRC), str(tmp_path / "out"), "--no-nbgrader"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "out").glob("*.ipynb")) == [p.name for p in BOOKS]
     with pytest.raises(ValueError, match="must differ"):
-        assignments.make_student_dir(SRC, SRC)
+        tool.make_student_dir(SRC, SRC)
 
 
 def test_fallback_refuses_solution_outside_a_solution_cell():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION")])
     with pytest.raises(RuntimeError, match="not a solution cell"):
-        assignments.make_student(nb, use_nbgrader=False)
+        tool.make_student(nb, use_nbgrader=False)
 
 
 @pytest.fixture(scope="module")
 def executed():
     """Every notebook's student version run, then its solutions (one kernel each, a few at a time)."""
-    results = assignments.run_many(BOOKS, use_nbgrader=False, only_graded=True)
+    results = tool.run_many(BOOKS, use_nbgrader=False, only_graded=True)
     return dict(zip([p.name for p in BOOKS], results))
 
 
@@ -148,11 +155,11 @@ def test_stubs_fail_with_a_clear_message_and_solutions_pass(path, executed):
     if isinstance(result, BaseException):
         raise result
     student, solved = result
-    for c in assignments.grade_cells(student):
+    for c in tool.grade_cells(student):
         errors = [o for o in c.outputs if o.output_type == "error"]
         assert errors and errors[0].ename == "AssertionError", c.source
         assert "not implemented yet" in errors[0].evalue and "NotImplementedError" in errors[0].evalue
-    for c in assignments.grade_cells(solved):
+    for c in tool.grade_cells(solved):
         assert not [o for o in c.outputs if o.output_type == "error"]
         assert "".join(o.get("text", "") for o in c.outputs).startswith("PASSED")
 
@@ -292,10 +299,10 @@ WRONG = [
                                         - _att(T, 1) / np.linalg.norm(_att(T, 1), axis=1, keepdims=True)) ** 2).mean()),
      "|A| instead of |A|^p"),
     # A5
-    ("pointing_game", lambda m, k, t: check._point(m, k, t, locate="argmin"), "argmin instead of argmax"),
-    ("pointing_game", lambda m, k, t: check._point(m, k, 0), "tolerance ignored"),
-    ("deletion_curve", lambda f, x, M, n: check._deletion_ref(f, x, -M, n), "least salient first"),
-    ("deletion_curve", lambda f, x, M, n: (lambda c, a: (c, c.mean(1)))(*check._deletion_ref(f, x, M, n)),
+    ("pointing_game", lambda m, k, t: a5_evaluation._point(m, k, t, locate="argmin"), "argmin instead of argmax"),
+    ("pointing_game", lambda m, k, t: a5_evaluation._point(m, k, 0), "tolerance ignored"),
+    ("deletion_curve", lambda f, x, M, n: a5_evaluation._deletion_ref(f, x, -M, n), "least salient first"),
+    ("deletion_curve", lambda f, x, M, n: (lambda c, a: (c, c.mean(1)))(*a5_evaluation._deletion_ref(f, x, M, n)),
      "mean instead of trapezoid"),
 ]
 
@@ -318,7 +325,7 @@ def test_every_check_catches_at_least_two_mistakes_by_name():
 
 def test_every_catalogued_mistake_is_recognised():
     """Each mistake model, run as if it were a student's function, gets its own hint."""
-    for name, (reference, mistakes) in check._CATALOGUE.items():
+    for name, (reference, mistakes) in runner.CATALOGUE.items():
         for m in mistakes:
             def wrong(*args, m=m, reference=reference):
                 w, r = m.fn(*args), reference(*args)
@@ -348,6 +355,17 @@ def test_messages_locate_the_difference_and_the_stub():
         check.cam(lambda f, W, c: 1 / 0)
     with pytest.raises(AssertionError, match="returned None"):
         check.cam(lambda f, W, c: None)
+
+
+def test_mistakes_are_listed_by_check():
+    """85 named mistakes, listed under the check that recognises them; every check is in check.__all__."""
+    counts = {name: len(mistakes) for name, mistakes in check.MISTAKES.items()}
+    assert counts == {"relu_backward": 11, "maxpool_forward": 9, "maxpool_backward": 4, "saliency": 7,
+                      "class_model_step": 7, "cam": 5, "grad_cam_alpha": 5, "grad_cam_map": 5,
+                      "upsample_bilinear": 5, "grad_cam": 3, "attention_map": 6, "normalise_attention": 6,
+                      "at_loss": 5, "pointing_game": 4, "deletion_curve": 3}
+    assert sum(counts.values()) == 85
+    assert list(runner.CATALOGUE) == list(check.MISTAKES) and set(check.MISTAKES) <= set(check.__all__)
 
 
 def test_passed_line(capsys):
@@ -381,6 +399,11 @@ def _torch_colour_net():
     return net, nn.Sequential(layers).eval()
 
 
+def _reference(name):
+    """The reference a check compares the student's function with."""
+    return runner.CATALOGUE[name][0]
+
+
 def test_references_agree_with_xai_ref_torch_methods():
     net, model = _torch_colour_net()
     x, labels, _ = check.colour_scenes(3, seed=2)
@@ -389,24 +412,28 @@ def test_references_agree_with_xai_ref_torch_methods():
 
     t = xr.cam(model, xt, target=c.tolist(), layer="relu2")
     net.forward(x)
-    M = check._cam_ref(net.activations["relu2"], net["fc"].W, c)
+    M = _reference("cam")(net.activations["relu2"], net["fc"].W, c)
     assert check.rel_error(M, t.M.numpy()) < 1e-10
-    assert check.rel_error(check._bilinear(M, (32, 32)), t.map.numpy()) < 1e-10
+    assert check.rel_error(_reference("upsample_bilinear")(M, (32, 32)), t.map.numpy()) < 1e-10
 
     t = xr.grad_cam(model, xt, target=c.tolist(), layer="relu2")
-    alpha, L, up = check._grad_cam_ref(net, x, c, "relu2")
+    alpha, L, up = _reference("grad_cam")(net, x, c, "relu2")
     for mine, theirs in ((alpha, t.alpha), (L, t.L), (up, t.map)):
         assert check.rel_error(mine, theirs.numpy()) < 1e-10
 
     t = xr.saliency(model, xt, target=c.tolist())
-    grad, M = check._saliency_ref(net, x, c)
+    grad, M = _reference("saliency")(net, x, c)
     assert check.rel_error(grad, t.grad.numpy()) < 1e-10 and check.rel_error(M, t.map.numpy()) < 1e-10
 
     rng = np.random.default_rng(0)
     A_S, A_T = rng.standard_normal((2, 4, 5, 5)), rng.standard_normal((2, 7, 5, 5))
     for p in (1, 2, 3):
-        assert check.rel_error(check._att_ref(A_S, p), xr.attention_map(torch.tensor(A_S), p).numpy()) < 1e-12
-        assert abs(check._at_loss_ref(A_S, A_T, p) - float(xr.at_loss(torch.tensor(A_S), torch.tensor(A_T), p))) < 1e-12
+        Q = _reference("attention_map")(A_S, p)
+        assert check.rel_error(Q, xr.attention_map(torch.tensor(A_S), p).numpy()) < 1e-12
+        q = _reference("normalise_attention")(Q)
+        assert check.rel_error(q, xr.normalised_attention(torch.tensor(A_S), p).numpy()) < 1e-12
+        loss = _reference("at_loss")(A_S, A_T, p)
+        assert abs(loss - float(xr.at_loss(torch.tensor(A_S), torch.tensor(A_T), p))) < 1e-12
 
 
 def test_bilinear_and_switches_agree_with_torch():
@@ -414,8 +441,8 @@ def test_bilinear_and_switches_agree_with_torch():
     for shape, size in [((2, 3, 5), (12, 20)), ((1, 2, 2), (4, 4)), ((1, 7, 7), (32, 32)), ((1, 4, 6), (4, 6)),
                         ((1, 1, 1), (3, 5)), ((1, 9, 9), (4, 5))]:
         M = rng.standard_normal(shape)
-        assert check.rel_error(check._bilinear(M, size), _bilinear_torch(M, size, False)) < 1e-12
+        assert check.rel_error(_reference("upsample_bilinear")(M, size), _bilinear_torch(M, size, False)) < 1e-12
     x = rng.standard_normal((2, 3, 6, 8))
-    out, switches = check._pool_ref(x, 2)
+    out, switches = _reference("maxpool_forward")(x, 2)
     t_out, t_idx = F.max_pool2d(torch.tensor(x), 2, return_indices=True)
     assert np.array_equal(out, t_out.numpy()) and np.array_equal(switches, t_idx.numpy())

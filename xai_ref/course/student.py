@@ -1,8 +1,8 @@
 """Student versions of the course assignments (``lessons/assignments/``), with or without nbgrader.
 
-    python -m xai_ref.assignments make-student lessons/assignments student/     # one command
-    python -m xai_ref.assignments verify lessons/assignments                    # stubs fail, solutions pass
-    python -m xai_ref.assignments execute lessons/assignments                   # store outputs after an edit
+    python -m xai_ref.course make-student lessons/assignments student/     # one command
+    python -m xai_ref.course verify lessons/assignments                    # stubs fail, solutions pass
+    python -m xai_ref.course execute lessons/assignments                   # store outputs after an edit
 
 The instructor notebooks follow nbgrader's conventions, so a teacher can also use nbgrader itself
 (``nbgrader generate_assignment``, ``nbgrader autograde``):
@@ -27,7 +27,6 @@ import asyncio
 import copy
 import os
 import re
-import sys
 from pathlib import Path
 
 import nbformat
@@ -276,7 +275,7 @@ def verify(src, use_nbgrader: bool | None = None, log=print) -> bool:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m xai_ref.assignments",
+    parser = argparse.ArgumentParser(prog="python -m xai_ref.course",
                                      description="Make student versions of the xai-ref assignments.")
     sub = parser.add_subparsers(dest="command", required=True)
     make = sub.add_parser("make-student", help="write the student version of every notebook in SRC_DIR to OUT_DIR")
@@ -305,7 +304,3 @@ def main(argv=None) -> int:
         print(f"wrote {len(written)} student notebooks to {args.out} ({how} preprocessors)")
         return 0
     return 0 if verify(args.src, args.use_nbgrader) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
