@@ -209,3 +209,71 @@ def test_grad_cam_explorer_in_jupyterlab(lab, page, tmp):
     assert not page.errors, page.errors
     print(f"[browser] run-all {t_run:.1f}s, whole test {time.time() - t0:.1f}s; class changed by {how}; "
           f"screenshots: {shots / 'grad_cam_explorer.png'} and {shots / 'lab_page.png'}")
+
+
+# --- the human-study quiz (widgets.quiz.HumanStudy) in a tiny notebook ------------------------------------
+
+QUIZ_CELL = """from widgets.quiz import HumanStudy
+quiz = HumanStudy({path!r}, student="browser test", seed=0, n_trials=2)
+quiz"""
+
+
+def _quiz_notebook(folder: pathlib.Path, answers: pathlib.Path) -> str:
+    """Write a one-cell notebook showing the quiz under ``folder`` (inside the served root); its path
+    relative to the root."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(QUIZ_CELL.format(path=str(answers)))]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
+    nbformat.write(nb, folder / "quiz.ipynb")
+    return str((folder / "quiz.ipynb").relative_to(ROOT))
+
+
+def test_quiz_in_jupyterlab(lab, page, tmp):
+    """Open a notebook showing the quiz, answer every trial by clicking the rendered buttons, and check
+    the counter advances, the answers reach the JSON file and the score appears."""
+    import json
+
+    base, token = lab
+    (ROOT / "build").mkdir(exist_ok=True)            # git-ignored; the notebook must lie under Lab's root
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="quiz-", dir=ROOT / "build"))
+    answers = tmp / "quiz_answers.json"
+    shots = tmp / "screenshots"
+    shots.mkdir(exist_ok=True)
+    try:
+        notebook = _quiz_notebook(folder, answers)
+        page.goto(f"{base}/lab/tree/{notebook}?token={token}&reset")
+        page.wait_for_function("""() => /\\|\\s*Idle/.test(
+            (document.querySelector('#jp-main-statusbar') || {}).innerText?.replace(/\\n/g, ' | ') || '')""")
+        menu(page, "Run", "Run All Cells")
+        quiz = page.locator(".jp-Notebook .jp-Cell").nth(0).locator(".xr-quiz")
+        sync_api.expect(quiz).to_be_visible(timeout=60_000)
+        sync_api.expect(quiz).to_contain_text("trial 1 of 4")
+        assert page.get_by_text("Error displaying widget").count() == 0
+        visual = quiz.locator("img").nth(1)                       # the visualization of trial 1
+        src0 = visual.get_attribute("src")
+        assert src0
+
+        buttons = quiz.locator("button.widget-button")
+        for i in range(4):
+            sync_api.expect(quiz).to_contain_text(f"trial {i + 1} of 4")
+            if i == 2:                                            # the first trust trial: model A and model B
+                sync_api.expect(quiz.locator("img").nth(2)).to_be_visible()
+                quiz.evaluate("e => e.scrollIntoView({block: 'start'})")
+                quiz.screenshot(path=str(shots / "quiz_trust_trial.png"))
+            buttons.nth(i % 2).click()
+            if i == 0:
+                sync_api.expect(quiz).to_contain_text("trial 2 of 4")
+                sync_api.expect(visual).not_to_have_attribute("src", src0)   # the next trial was drawn
+                quiz.screenshot(path=str(shots / "quiz_trial_2.png"))
+        sync_api.expect(quiz).to_contain_text("done: 4 of 4 trials answered")
+        sync_api.expect(quiz).to_contain_text("Your score")
+        quiz.screenshot(path=str(shots / "quiz_score.png"))
+
+        saved = json.loads(answers.read_text())
+        assert saved["student"] == "browser test" and [r["trial"] for r in saved["records"]] == [0, 1, 2, 3]
+        assert page.get_by_text("Error displaying widget").count() == 0
+        assert not page.errors, page.errors
+        print(f"[browser] quiz screenshots: {shots / 'quiz_trial_2.png'}, {shots / 'quiz_trust_trial.png'}, "
+              f"{shots / 'quiz_score.png'}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -126,7 +126,8 @@ class HumanStudy(W.VBox):
         self.shown_at = self.clock()
 
     def draw(self, t: study.Trial) -> None:
-        """The enlarged image, then the trial's visualizations (drawn the same way whatever the method)."""
+        """The enlarged image, then the trial's visualizations, drawn the same way whatever the method:
+        black at 0 to bright at the map's 99.5th percentile (`render.magnitude`), pixels as squares."""
         b = study.image(t)
         self.pictures[0].value = render.png(render.upscale(render.image_rgb(b.images[0]), self.scale))
         maps = study.maps(t)
