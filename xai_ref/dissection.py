@@ -123,6 +123,9 @@ def probe_set(images, concepts):
         if concepts is None:
             concepts = concepts_module.concepts(images)
         images = images.images
+    if not isinstance(images, (np.ndarray, torch.Tensor)):
+        raise TypeError(f"images must be a batch (N,C,H,W), a tensor or an array, or a shapes.ShapesBatch, got "
+                        f"{type(images).__name__}")
     if concepts is None:
         raise ValueError("concepts is None: pass the probe set's concept masks, "
                          "xai_ref.data.concepts.concepts(batch), or pass the ShapesBatch itself as images")
@@ -161,9 +164,6 @@ def _as_batch(images, model: nn.Module) -> torch.Tensor:
     if isinstance(images, np.ndarray):
         param = next(model.parameters(), None)
         images = torch.from_numpy(images).to(param.dtype if param is not None else torch.float32)
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a tensor or array (N,C,H,W) or a shapes.ShapesBatch, got "
-                        f"{type(images).__name__}")
     check_batch(model, images)
     return images
 
