@@ -2,7 +2,7 @@
 
     python benchmarks/attention_transfer.py            # 5 settings x 3 seeds, ~10 minutes on an idle 2-core CPU
     python benchmarks/attention_transfer.py --seeds 5
-    python benchmarks/attention_transfer.py --sweep    # when does AT help? ~40-70 minutes on ONE CPU core
+    python benchmarks/attention_transfer.py --sweep    # when does AT help? ~25-60 minutes on ONE CPU core
     python benchmarks/attention_transfer.py --report   # rewrite the RESULTS.md section and the plot from the JSONs
 
 The small setting uses the shipped teacher (``xai_ref.models.load("at_teacher")``, reproduced by
@@ -50,8 +50,9 @@ SWEEP_OUT = Path(__file__).with_name("attention_transfer_sweep.json")
 SWEEP_PNG = Path(__file__).with_name("attention_transfer_sweep.png")
 SWEEP_SETTINGS = ("alone", "at", "kd", "at+kd")
 #: the sweep: training-set sizes (the extremes first, so that a cut-off run still spans the range), seeds per
-#: setting, steps per network (batches of 50: 50,000 images, a budget of about an hour on one CPU core), schedule
-SWEEP = dict(sizes=(1500, 50000, 5000, 15000), seeds=3, steps=1000, schedule="step")
+#: setting, steps per network (600 batches of 50: 30,000 images, so the largest set is seen once; about an hour
+#: on one CPU core of a shared, loaded machine), schedule
+SWEEP = dict(sizes=(1500, 30000, 5000, 15000), seeds=3, steps=600, schedule="step")
 #: differences compared: (setting, baseline)
 COMPARISONS = (("at", "alone"), ("kd", "alone"), ("at+kd", "alone"), ("at+kd", "kd"))
 N_FIT = 1000  # training images on which the final training CE, error and AT term are measured
@@ -138,7 +139,7 @@ def small_body(result: dict) -> str:
 # --- the sweep over the training-set size -----------------------------------------------------------------
 
 
-def sweep_config(steps: int, schedule: str) -> dict:
+def sweep_config(steps: int, schedule: str, n_test: int = transfer.N_TEST) -> dict:
     """Everything a sweep run depends on besides (n_train, setting, seed): a JSON made with another
     configuration is not resumed."""
     lr = transfer.STEP_LR if schedule == "step" else transfer.DEFAULTS["student"]["lr"]
@@ -146,7 +147,7 @@ def sweep_config(steps: int, schedule: str) -> dict:
                 transfer.DEFAULTS["teacher"]["lr"], milestones=list(transfer.STEP_MILESTONES),
                 gamma=transfer.STEP_GAMMA, batch_size=transfer.BATCH_SIZE, beta=transfer.BETA, p=transfer.P,
                 kd_T=transfer.KD_T, kd_alpha=transfer.KD_ALPHA, train_seed=transfer.TRAIN_SEED,
-                n_test=transfer.N_TEST, test_seed=transfer.TEST_SEED, teacher_seed=0, n_fit=N_FIT)
+                n_test=n_test, test_seed=transfer.TEST_SEED, teacher_seed=0, n_fit=N_FIT)
 
 
 def _load_sweep(out: Path, config: dict) -> dict:
@@ -201,9 +202,11 @@ def _teacher(n: int, data, config: dict, result: dict, cache: Path, progress: bo
 
 
 def sweep(sizes=SWEEP["sizes"], seeds=SWEEP["seeds"], steps=SWEEP["steps"], schedule=SWEEP["schedule"],
-          out: Path = SWEEP_OUT, cache: Path = Path("/tmp/xai_ref_at_sweep"), progress: bool = True) -> dict:
-    """Run (or resume) the sweep; the JSON at ``out`` is rewritten after every teacher and every student."""
-    config = sweep_config(steps, schedule)
+          out: Path = SWEEP_OUT, cache: Path = Path("/tmp/xai_ref_at_sweep"), progress: bool = True,
+          n_test: int = transfer.N_TEST) -> dict:
+    """Run (or resume) the sweep; the JSON at ``out`` is rewritten after every teacher and every student.
+    ``cache``: where the teachers' weights are kept for a resumed run (a missing one is retrained, and checked)."""
+    config = sweep_config(steps, schedule, n_test)
     result = _load_sweep(out, config)
     done = {(r["n_train"], r["setting"], r["seed"]) for r in result["runs"]}
     todo = [(n, seed, s) for n in sizes for seed in range(seeds) for s in SWEEP_SETTINGS if (n, s, seed) not in done]
@@ -213,7 +216,7 @@ def sweep(sizes=SWEEP["sizes"], seeds=SWEEP["seeds"], steps=SWEEP["steps"], sche
             if not mine:
                 continue
             t0 = time.perf_counter()
-            data = transfer.task(n_train=n)
+            data = transfer.task(n_train=n, n_test=n_test)
             teacher = _teacher(n, data, config, result, cache, progress)
             x, y = transfer._tensors(data[0])
             targets = transfer.teacher_targets(teacher, x, y)
