@@ -120,7 +120,7 @@ def _flat_map(A, p):
     return attention_map_ref(A, p).reshape(len(A), -1)
 
 
-def _difference(A_S, A_T, p):
+def _q_difference(A_S, A_T, p):
     """q_S - q_T, (N, h*w): the difference of the normalised maps that the loss reduces."""
     return normalised_attention(A_S, p) - normalised_attention(A_T, p)
 
@@ -133,13 +133,13 @@ _AT_MISTAKES = register("at_loss", at_loss_ref, [
     Mistake("sum instead of mean",
             "average the squared difference over the batch and the h*w positions (the reference code's "
             "(q_S - q_T).pow(2).mean()); you summed.",
-            lambda S, T, p: float((_difference(S, T, p) ** 2).sum())),
+            lambda S, T, p: float((_q_difference(S, T, p) ** 2).sum())),
     Mistake("summed over the batch",
             "average over the batch too: the loss is the mean over (image, position) of (q_S - q_T)^2.",
-            lambda S, T, p: float((_difference(S, T, p) ** 2).mean(axis=1).sum())),
+            lambda S, T, p: float((_q_difference(S, T, p) ** 2).mean(axis=1).sum())),
     Mistake("norm instead of mean squared difference",
             "use the mean of the squared differences (as the authors' code), not the norm ||q_S - q_T||.",
-            lambda S, T, p: float(np.sqrt((_difference(S, T, p) ** 2).sum(axis=1)).mean())),
+            lambda S, T, p: float(np.sqrt((_q_difference(S, T, p) ** 2).sum(axis=1)).mean())),
     Mistake("|A| instead of |A|^p",
             "build each attention map with the power p: Q = sum_c |A_c|^p.",
             lambda S, T, p: at_loss_ref(S, T, 1)),
