@@ -65,7 +65,8 @@ def textual_rows(name: str, model, t_dissect, by: str) -> list[str]:
             continue
         p = present[pick]
         rows.append(f"| {name} | {by} | {label} | {int(pick.sum())} | {100 * np.mean(~np.isnan(p)):.1f} % "
-                    f"| {100 * np.nanmean(p):.1f} % | {100 * baseline[pick].mean():.1f} % | {100 * cue[pick].mean():.1f} % |")
+                    f"| {100 * np.nanmean(p):.1f} % | {100 * baseline[pick].mean():.1f} % "
+                    f"| {100 * cue[pick].mean():.1f} % |")
     return rows
 
 

@@ -133,7 +133,8 @@ def test_sentence_is_built_from_the_trace_terms(nin_dissected):
     t.steps[0] = Term("alpha", "", "", torch.ones_like(t.alpha))
     u = t.units[other]
     named = f"({u.name}, IoU {u.iou:.2f})" if u.named else "(unnamed)"
-    assert textual.sentences(t)[0] == f"nin says {shapes.CLASSES[t.meta['target'][0]]} mostly because of unit {other} {named}."
+    label = shapes.CLASSES[t.meta["target"][0]]
+    assert textual.sentences(t)[0] == f"nin says {label} mostly because of unit {other} {named}."
 
 
 def test_cam_weights_rank_the_units_like_grad_cam_on_a_gap_net(nin_dissected):

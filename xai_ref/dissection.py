@@ -5,8 +5,10 @@ concept its strongest activations cover.
 >>> from xai_ref.data import shapes
 >>> probe = shapes.generate(200, seed=0, split="test")
 >>> t = dissect(models.load("nin_shapes"), "mlpconv4_relu2", probe, progress=False)   # doctest: +SKIP
->>> t.name[12]                                    # doctest: +SKIP
-Unit(k=12, name='triangle', iou=0.31, T=2.4)
+>>> t.name[58]                                    # doctest: +SKIP
+Unit(k=58, name='circle', concept='circle', iou=0.2521..., T=51.82...)
+>>> [u.k for u in t.name if u.name == "circle"][:4]  # doctest: +SKIP
+[1, 10, 18, 21]
 
 For a layer with K units (feature maps ``a_k``, ``h x w``) and a probe set of N images (``H x W``) with a
 pixel-exact mask ``L_c`` of every concept c in every image (`xai_ref.data.concepts`), the paper computes,
@@ -33,8 +35,8 @@ in this order (the terms of the returned Trace):
    (a pixel not in ``L_c`` is known not to show c), so every image counts for every concept, also the
    images where c is absent: a unit firing there pays for it in the union.
 5. ``name``: the unit's best concept ``c* = argmax_c IoU_{k,c}``, or ``"unnamed"`` unless
-   ``IoU_{k,c*} > iou_floor`` (0.04 in the paper). Each entry is a `Unit` (``k``, ``name``, ``iou``,
-   ``T``), usable programmatically.
+   ``IoU_{k,c*} > iou_floor`` (0.04 in the paper). Each entry is a `Unit` (``k``, ``name``, ``concept``,
+   ``iou``, ``T``), usable programmatically.
 
 Memory stays bounded: two passes over the set, the first keeping each unit's ``m`` largest activations
 (about ``q N h w``, enough for the exact quantile: `quantile_position`) and its minimum, the second adding each
@@ -214,6 +216,7 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
     images, concepts = probe_set(images, concepts)
     x = _as_batch(images, model)
     q, floor, batch_size, keep, top = check_settings(quantile, iou_floor, batch_size, keep, top)
+    progress = as_flag(progress, "progress")
     check_masks(concepts, tuple(x.shape))
     slices = _batches(len(x), batch_size)
     bar = tqdm(total=2 * len(slices), desc="dissect", disable=not progress, leave=False)
