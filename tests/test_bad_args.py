@@ -143,6 +143,10 @@ SPECS = [
     (xr.xgrad_cam, dict(model=MODEL, x=X), GRAD_CAM_ARGS),
     (xr.guided_grad_cam, dict(model=MODEL, x=X), {k: v for k, v in GRAD_CAM_ARGS.items() if k != "counterfactual"}),
     (xr.saliency, dict(model=MODEL, x=X), {k: v for k, v in METHOD_ARGS.items() if k != "layer"}),
+    (xr.forward_backward, dict(model=MODEL, x=X, wrt=("input", "layer")),
+     dict(METHOD_ARGS, layer=BAD_LAYER.filter(lambda v: v not in ("", "fc")),  # any layer's output works here
+          wrt=st.sampled_from([(), "input", ("input", "input", "weights"), ["layer"], None]),
+          rule=st.sampled_from(["lrp", None, 3, "Guided"]), layer_rule=st.sampled_from(["lrp", 3]))),
     (xr.deconvnet, dict(model=MODEL, x=X), {k: v for k, v in METHOD_ARGS.items() if k != "layer"}),
     (xr.guided_backprop, dict(model=MODEL, x=X), {k: v for k, v in METHOD_ARGS.items() if k != "layer"}),
     (xr.occlusion, dict(model=MODEL, x=X, window=4, stride=4),
@@ -208,7 +212,8 @@ SPECS = [
     (M.explanation_images, dict(x=X, maps=MAPS), dict(maps=BAD_MAPS | st.just(MAPS[:1]))),
     (M.gaussian_blur, dict(x=X, sigma=1.0), dict(x=BAD_X.filter(lambda v: not isinstance(v, torch.Tensor)
                                                                 or v.dim() != 4 or not v.is_floating_point()),
-                                                 sigma=number(0, 1e4))),
+                                                 sigma=number(0, 1e4),
+                                                 padding=st.sampled_from(["zeros", "edge", None, 3]))),
     (M.region_perturbation, dict(model=MODEL, x=X, maps=MAPS, region=4, steps=3),
      dict(METRIC_ARGS, region=count(1, 8), steps=optional(count()), value_range=pair_of_numbers(),
           seed=count(0, 2**63 - 1),
@@ -273,10 +278,12 @@ def test_a_bad_argument_raises_an_error_that_names_it(function, good, bad):
 
 
 def test_every_public_function_is_covered():
-    public = {f"xr.{n}" for n in xr.__all__ if callable(getattr(xr, n)) and not isinstance(getattr(xr, n), type)}
-    public |= {f"M.{n}" for n in M.__all__ if not isinstance(getattr(M, n), type)} | {"xr.Neuron"}
-    covered = {f"{'M' if f.__module__.startswith('xai_ref.metrics') else 'xr'}.{f.__name__}" for f, _, _ in SPECS}
-    untested = public - covered - {"M.identity"}   # identity() takes no argument
+    public = {f"xr.{n}": getattr(xr, n) for n in xr.__all__
+              if callable(getattr(xr, n)) and not isinstance(getattr(xr, n), type)}
+    public |= {f"M.{n}": getattr(M, n) for n in M.__all__ if not isinstance(getattr(M, n), type)}
+    public["xr.Neuron"] = xr.Neuron
+    covered = {f for f, _, _ in SPECS}
+    untested = {name for name, f in public.items() if f not in covered} - {"M.identity"}  # identity() takes no argument
     assert not untested, untested
     assert len(SPECS) >= 45
 

@@ -17,7 +17,8 @@ from .cam import CAMExplorer
 from .gap import GAPExplorer
 from .gradcam import GradCAMExplorer
 from .metrics import MetricsExplorer
+from .quiz import HumanStudy
 from .stepper import Stepper
 
 __all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "GAPExplorer",
-           "GradCAMExplorer", "MetricsExplorer", "Stepper"]
+           "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper"]

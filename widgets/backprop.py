@@ -20,7 +20,6 @@ import torch
 from torch import nn
 
 import xai_ref as xr
-from xai_ref.gradients import forward_backward
 from xai_ref.hooks import Hooks, relu_backward, split_call
 
 from . import inputs, render
@@ -29,7 +28,7 @@ from .explorer import Explorer, Panel, captioned, row, section, toggles
 from .stepper import Stepper
 
 METHODS = {"saliency": xr.saliency, "deconvnet": xr.deconvnet, "guided backprop": xr.guided_backprop}
-RULES = {"saliency": "backprop", "deconvnet": "deconvnet", "guided backprop": "guided"}
+RULE_OF = {"saliency": "backprop", "deconvnet": "deconvnet", "guided backprop": "guided"}
 
 
 class BackpropExplorer(Explorer):
@@ -127,7 +126,7 @@ class BackpropExplorer(Explorer):
         self.controls["relu_channel"] = W.IntSlider(value=0, min=0, max=K - 1, description="channel")
         self.controls["patch_row"] = W.IntSlider(value=0, min=0, max=max(0, h - self.patch), description="patch row")
         self.controls["patch_col"] = W.IntSlider(value=0, min=0, max=max(0, w - self.patch), description="patch col")
-        self.controls["above"] = toggles(list(RULES.values()), "backprop", "R computed above with", "90px",
+        self.controls["above"] = toggles(list(RULE_OF.values()), "backprop", "R computed above with", "90px",
                                          tooltip="the rule used by the layers above this ReLU")
         self.zoom_map, self.zoom_numbers = self.picture(), W.HTML()
         self.start_patch()
@@ -204,8 +203,8 @@ class BackpropExplorer(Explorer):
 
     def _signal(self, spec: tuple, relu: str, above: str) -> torch.Tensor:
         """R (K,h,w): the signal arriving at the ReLU from above, the layers above using rule ``above``."""
-        p = forward_backward(self.model, self.x, self._target(spec), layer=relu, rule=above, wrt_input=False,
-                             logits=self.logits)
+        p = xr.forward_backward(self.model, self.x, self._target(spec), wrt=("layer",), layer=relu, rule=above,
+                                logits=self.logits)
         return p.dY_dA[0]
 
     def draw_zoom(self) -> None:
@@ -223,7 +222,7 @@ class BackpropExplorer(Explorer):
         gate = ((xp > 0) if upper is None else (xp > 0) & (xp < upper)).numpy()
         grids = [render.grid_html(xp, "forward input x", gate),
                  render.grid_html(Rp, f"R from above ({self.controls['above'].value})")]
-        for name, rule in RULES.items():
+        for name, rule in RULE_OF.items():
             grids.append(render.grid_html(relu_backward(Rp, xp, rule, upper), f"{name}: passes down"))
         self.zoom_numbers.value = (
             "<div style='font-size:12px;margin:4px 0'>Bold cells: the forward gate [x &gt; 0] is open. "

@@ -61,6 +61,7 @@ class Explorer(W.VBox):
         self.controls: dict[str, W.ValueWidget] = {}
         self.status = W.HTML()
         self.notes: dict[str, None] = {}      # the warnings' messages, in the order they came (a set)
+        self.last_error: str | None = None    # the traceback of the last refused update, for debugging
         super().__init__()
         self.add_class("xr-explorer")
 

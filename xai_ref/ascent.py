@@ -7,7 +7,6 @@ repeat forward -> backward -> small step up the gradient of the pre-softmax scor
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
@@ -17,19 +16,8 @@ from tqdm.auto import tqdm
 
 from .checks import as_count, as_flag, as_number, as_range, as_seed, check_ascent_args, is_int
 from .gradients import Neuron, forward_backward
-from .inputs import check_batch, check_logits
+from .inputs import check_batch, check_logits, gaussian_blur
 from .trace import Trace
-
-
-def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Blur each channel of ``img`` (B,C,H,W) with a Gaussian of std ``sigma`` pixels (reflect padding)."""
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=img.dtype, device=img.device) ** 2 / (2 * sigma**2))
-    k = k / k.sum()
-    C = img.shape[1]
-    img = nn.functional.pad(img, (r, r, r, r), mode="reflect")
-    img = nn.functional.conv2d(img, k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return nn.functional.conv2d(img, k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
 
 def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, lr: float = 1.0,
@@ -81,7 +69,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
         curves["grad_norm"].append(norm)
         I = (I + lr * grad / norm[:, None, None, None]).clamp(*pixel_range)
         if blur_every and (step + 1) % blur_every == 0:
-            I = gaussian_blur(I, blur_sigma).clamp(*pixel_range)
+            I = gaussian_blur(I, blur_sigma, padding="reflect").clamp(*pixel_range)
         if (step + 1) % snapshot_every == 0 or step == steps - 1:
             snapshots.append(I.clone())
             t.meta["snapshot_steps"].append(step + 1)

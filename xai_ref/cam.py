@@ -137,7 +137,7 @@ def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, c
                      reshape) -> Trace:
     if not isinstance(counterfactual, (bool, np.bool_)):
         raise TypeError(f"counterfactual must be True or False, got {counterfactual!r}")
-    p = forward_backward(model, x, target, layer=layer, wrt_input=False, logits=logits)
+    p = forward_backward(model, x, target, wrt=("layer",), layer=layer, logits=logits)
     return _grad_cam_terms(method, alpha_fn, _as_grid(p, reshape), x, counterfactual)
 
 
@@ -230,7 +230,8 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, 
     ``map = max_ch |guided|`` (B,H,W).
     """
     # one forward pass, two backward passes: the ordinary gradient at the layer, the guided signal at the input
-    p = forward_backward(model, x, target, layer=layer, rule="guided", layer_rule="backprop", logits=logits)
+    p = forward_backward(model, x, target, wrt=("input", "layer"), layer=layer, rule="guided", layer_rule="backprop",
+                         logits=logits)
     gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, _as_grid(p, reshape), x, counterfactual=False)
     t = Trace("guided_grad_cam", meta=dict(gc.meta))
     for term in gc.steps[:-1]:

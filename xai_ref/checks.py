@@ -11,6 +11,35 @@ import numbers
 import numpy as np
 
 
+#: The three ways a ReLU passes a signal down (`xai_ref.hooks.relu_backward`): the gradient (saliency),
+#: deconvnet, guided backpropagation.
+RULES = ("backprop", "deconvnet", "guided")
+
+
+def as_rule(rule, name: str = "rule") -> str:
+    """One of :data:`RULES` (how ReLUs pass a signal down)."""
+    if not isinstance(rule, str) or rule not in RULES:
+        raise ValueError(f"{name} must be a ReLU rule, one of {RULES}, got {rule!r}")
+    return rule
+
+
+def as_pair(v, name: str, low: int = 1) -> tuple[int, int]:
+    """An int >= ``low`` or a pair of them (NumPy integers accepted) as ``(h, w)``: a window, a stride, a
+    kernel (``low=1``, positive), a padding (``low=0``)."""
+    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if len(pair) != 2:
+        what = "positive int" if low == 1 else f"int >= {low}"
+        raise ValueError(f"{name} must be a {what} or a pair of {what}s, got {v!r}")
+    return as_count(pair[0], name, low), as_count(pair[1], name, low)
+
+
+def check_wrt(wrt) -> tuple[bool, bool]:
+    """``(wrt_input, wrt_layer)`` from ``wrt``, a non-empty tuple of ``"input"`` and/or ``"layer"``."""
+    if not isinstance(wrt, tuple) or not wrt or not set(wrt) <= {"input", "layer"}:
+        raise ValueError(f"wrt must be a non-empty tuple of 'input' and/or 'layer', got {wrt!r}")
+    return "input" in wrt, "layer" in wrt
+
+
 def is_int(v) -> bool:
     """An int or a NumPy integer (not a bool)."""
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from .hooks import Hooks
-from .checks import as_index
+from .checks import as_index, as_rule, check_wrt
 from .inputs import check_batch, class_logits, target_scores
 
 
@@ -56,13 +56,15 @@ class Pass:
     layer: str | None             # the layer's name
 
 
-def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none", rule: str = "backprop",
-                     wrt_input: bool = True, layer_rule: str | None = None, logits=None) -> Pass:
+def forward_backward(model: nn.Module, x: torch.Tensor, target=None, *, wrt: tuple[str, ...] = ("input",),
+                     layer=None, rule: str = "backprop", layer_rule: str | None = None, logits=None) -> Pass:
     """Forward ``x``, take each image's target score ``y^c``, and backpropagate it.
 
     ``target``: None / int / sequence / callable (see `xai_ref.inputs.target_scores`) or a `Neuron`;
     ``logits``: which part of a structured output holds the class scores (`xai_ref.inputs.class_logits`).
-    ``layer``: ``"none"`` for no layer, else a module, dotted name or None (the last spatial layer).
+    ``wrt``: what to differentiate with respect to: ``("input",)`` (``dY_dx``), ``("layer",)`` (the
+    activation ``A`` of ``layer`` and ``dY_dA``) or both. ``layer``: a module, dotted name, or None (the
+    last layer with a spatial output); used only with ``"layer"`` in ``wrt``.
     ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided). ``layer_rule``: the rule for
     the signal at the layer, when it differs from the input's (Guided Grad-CAM: the ordinary gradient at
     the layer, the guided signal at the input); the forward pass is then shared by two backward passes.
@@ -71,8 +73,9 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none
     called inside ``torch.no_grad()`` or ``torch.inference_mode()``.
     """
     check_batch(model, x)
-    layer_rule = rule if layer_rule is None else layer_rule
-    layers = [] if layer == "none" else [layer]
+    wrt_input, wrt_layer = check_wrt(wrt)
+    layer_rule = as_rule(rule) if layer_rule is None else as_rule(layer_rule, "layer_rule")
+    layers = [layer] if wrt_layer else []
     if isinstance(target, Neuron):
         layers.append(target.layer)
     with torch.inference_mode(False), torch.enable_grad(), \
@@ -85,20 +88,18 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, layer="none
         else:
             y, classes = target_scores(output, target, logits)
         check_differentiable(y, target)
-        A = h.A if layer != "none" else None
-        wrt = ([x_] if wrt_input else []) + ([A] if A is not None else [])
-        if not wrt:
-            raise ValueError("nothing to differentiate: ask for the input gradient or a layer")
-        if len(wrt) == 2 and layer_rule != rule:
+        A = h.A if wrt_layer else None
+        inputs = ([x_] if wrt_input else []) + ([A] if wrt_layer else [])
+        if wrt_input and wrt_layer and layer_rule != rule:
             h.rule = layer_rule
             (dA,) = torch.autograd.grad(y.sum(), [A], retain_graph=True, allow_unused=True)
             h.rule = rule
             grads = [*torch.autograd.grad(y.sum(), [x_], allow_unused=True), dA]
         else:  # one backward pass: the input's rule, or the layer's when only the layer is asked for
             h.rule = rule if wrt_input else layer_rule
-            grads = list(torch.autograd.grad(y.sum(), wrt, allow_unused=True))
-        name = h.layer_name(0) if A is not None else None
-    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, wrt)]
+            grads = list(torch.autograd.grad(y.sum(), inputs, allow_unused=True))
+        name = h.layer_name(0) if wrt_layer else None
+    grads = [torch.zeros_like(w) if g is None else g for g, w in zip(grads, inputs)]
     dY_dx = grads.pop(0) if wrt_input else None
     return Pass(None if scores is None else scores.detach(), y.detach(), classes, dY_dx,
                 None if A is None else A.detach(), grads[0] if A is not None else None, name)

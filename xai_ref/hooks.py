@@ -45,6 +45,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from .checks import as_rule
+
 
 class ReLURuleWarning(UserWarning):
     """A deconvnet / guided pass went through activations that have no ReLU rule (ordinary gradient there)."""
@@ -54,7 +56,6 @@ class LayerReuseWarning(UserWarning):
     """A requested layer ran more than once in one forward pass; its last call was captured."""
 
 
-RULES = ("backprop", "deconvnet", "guided")
 
 
 # --- the three ReLU backward rules -------------------------------------------------------------
@@ -71,8 +72,7 @@ def relu_backward(R: torch.Tensor, x: torch.Tensor, rule: str, upper: float | No
     """
     if rule == "deconvnet":
         return R.clamp(min=0)
-    if rule not in RULES:
-        raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {RULES}")
+    as_rule(rule)
     # R * g in one pass over the tensor: torch's own ReLU / ReLU6 backward kernels
     gated = (torch.ops.aten.threshold_backward(R, x, 0) if upper is None
              else torch.ops.aten.hardtanh_backward(R, x, 0.0, upper))
@@ -266,8 +266,7 @@ class Hooks:
     def __init__(self, model: nn.Module, layers: Sequence | None = (), rule: str = "backprop"):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if rule not in RULES:
-            raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {RULES}")
+        as_rule(rule)
         self.model, self._rule, self._hooked_rules = model, rule, rule != "backprop"
         layers = list(layers or ())
         found = iter(named_layers(model, [l for l in layers if l is not None]))
@@ -318,8 +317,7 @@ class Hooks:
 
     @rule.setter
     def rule(self, rule: str) -> None:
-        if rule not in RULES:
-            raise ValueError(f"unknown ReLU rule {rule!r}; choose one of {RULES}")
+        as_rule(rule)
         if rule != "backprop" and not self._hooked_rules:
             raise ValueError(f"the ReLUs were not hooked: enter Hooks with rule={rule!r} (or another non-backprop "
                              "rule) to switch rules between backward passes")

@@ -12,17 +12,9 @@ from tqdm.auto import tqdm
 
 from .gradients import Neuron, neuron_scores
 from .hooks import Hooks
-from .checks import as_count, as_flag
+from .checks import as_count, as_flag, as_pair
 from .inputs import as_fill, check_batch, class_logits, fast_layout, target_classes, target_scores, where_fast
 from .trace import Trace
-
-
-def _pair(v, name: str) -> tuple[int, int]:
-    """A positive int or a pair of them (NumPy integers accepted) as ``(h, w)``."""
-    pair = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-    if len(pair) != 2:
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
-    return as_count(pair[0], name), as_count(pair[1], name)
 
 
 def scores_no_grad(model: nn.Module, x: torch.Tensor, target, logits=None) -> torch.Tensor:
@@ -58,7 +50,7 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     (`xai_ref.inputs.class_logits`).
     """
     check_batch(model, x)
-    (h, w), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    (h, w), (sh, sw) = as_pair(window, "window"), as_pair(stride, "stride")
     batch_size, progress = as_count(batch_size, "batch_size"), as_flag(progress, "progress")
     B, C, H, W = x.shape
     base = as_fill(baseline, "baseline", (C, H, W), x)

@@ -22,12 +22,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import as_count, as_flag, as_number, as_range, as_seed
-from ..inputs import as_fill, check_batch, where_fast
+from ..inputs import MAX_SIGMA, as_fill, check_batch, gaussian_blur, where_fast
 from ._common import as_maps, as_tensor, batched_scores, check_output, minmax, resolve_target, upsample_to
 from .similarity import spearman
 
 #: The largest Gaussian blur (std, px) accepted: a blur far wider than any image is a typo.
-MAX_SIGMA = 1e4
 
 
 def auc(scores, fraction=None) -> torch.Tensor:
@@ -55,23 +54,6 @@ def _curve(values, name: str, what: str) -> torch.Tensor:
     if not torch.isfinite(values).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return values
-
-
-def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Each channel of ``x`` (B,C,H,W) blurred by a Gaussian of std ``sigma`` px (kernel radius 3 sigma,
-    edges replicated, so it works at any image size; ``sigma`` = 0 returns a copy)."""
-    if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()):
-        raise TypeError(f"x must be a floating-point tensor (B,C,H,W), got "
-                        f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    sigma = as_number(sigma, "sigma", 0, MAX_SIGMA)
-    if sigma == 0:
-        return x.clone()
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=x.dtype, device=x.device) ** 2 / (2 * sigma**2))
-    k = k / k.sum()
-    C = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).expand(C, 1, 1, -1), groups=C)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1).expand(C, 1, -1, 1), groups=C)
 
 
 def _pixel_rank(maps: torch.Tensor) -> torch.Tensor:

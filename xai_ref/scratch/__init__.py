@@ -5,8 +5,9 @@ activation and every backward signal, and `from_torch`), then `gradcheck.py` (ho
 then `methods.py`: every explanation method on that network (CAM, Grad-CAM, saliency, deconvnet, guided
 backprop, occlusion, class models, attention), each returning the same Trace as its twin in `xai_ref`.
 """
+from ..checks import RULES
 from .gradcheck import check_layer_gradient, numerical_gradient, rel_error
-from .layers import (RULES, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, ReLU,
+from .layers import (Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, ReLU,
                      col2im, im2col, log_softmax, softmax, window_index)
 from .methods import (Neuron, at_loss, attention_map, attention_transfer, cam, class_model, deconvnet,
                       fooling_image, forward_backward, gap, gaussian_blur, grad_cam, grad_cam_pp,

@@ -16,18 +16,19 @@ from .gradients import check_batch, forward_backward, is_neuron
 from .network import Sequential
 
 
-def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Blur each channel of ``img`` (B,C,H,W) with a Gaussian of std ``sigma`` pixels (reflect padding).
+def gaussian_blur(img: np.ndarray, sigma: float, padding: str = "replicate") -> np.ndarray:
+    """Blur each channel of ``img`` (B,C,H,W) with a Gaussian of std ``sigma`` pixels:
 
         k_t = exp(-t^2 / (2 sigma^2)) / sum_s exp(-s^2 / (2 sigma^2)),   t = -r..r,  r = max(1, ceil(3 sigma))
 
-    The 2-D Gaussian is separable: filter the rows with k, then the columns.
+    The 2-D Gaussian is separable: filter the rows with k, then the columns. ``padding``: ``"reflect"``
+    (mirror without repeating the edge pixel) or ``"replicate"`` (repeat it), as `xai_ref.inputs.gaussian_blur`.
     """
     r = max(1, math.ceil(3 * sigma))
     t = np.arange(-r, r + 1, dtype=img.dtype)
     k = np.exp(-t**2 / (2 * sigma**2))
     k = k / k.sum()
-    img = np.pad(img, ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
+    img = np.pad(img, ((0, 0), (0, 0), (r, r), (r, r)), mode={"reflect": "reflect", "replicate": "edge"}[padding])
     img = np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=3) @ k    # along the width
     return np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=2) @ k   # along the height
 
@@ -100,7 +101,7 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
         curves["grad_norm"].append(norm)
         I = np.clip(I + lr * grad / norm[:, None, None, None], *pixel_range)
         if blur_every and (step + 1) % blur_every == 0:
-            I = np.clip(gaussian_blur(I, blur_sigma), *pixel_range)
+            I = np.clip(gaussian_blur(I, blur_sigma, padding="reflect"), *pixel_range)
         if (step + 1) % snapshot_every == 0 or step == steps - 1:
             snapshots.append(I.copy())
             t.meta["snapshot_steps"].append(step + 1)

@@ -131,7 +131,7 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
 
 def _grad_cam_family(method: str, alpha_fn, net, x, target, layer, counterfactual) -> Trace:
     """A -> dY_dA -> alpha (by ``alpha_fn``) -> weighted = sum_k alpha_k A^k -> L = ReLU(weighted) -> map."""
-    p = forward_backward(net, x, target, layer=layer, wrt_input=False)
+    p = forward_backward(net, x, target, wrt=("layer",), layer=layer)
     if p.A.ndim != 4:
         raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
                          f"{p.A.shape}. Pick a convolutional layer (layer=None picks the last one)")

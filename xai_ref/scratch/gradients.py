@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import check_wrt
 from .layers import Conv2d
 from .network import Sequential
 
@@ -183,16 +184,18 @@ class Pass:
     layer: str | None               # the layer's name
 
 
-def forward_backward(net: Sequential, x: np.ndarray, target=None, layer="none", rule: str = "backprop",
-                     wrt_input: bool = True) -> Pass:
+def forward_backward(net: Sequential, x: np.ndarray, target=None, *, wrt: tuple[str, ...] = ("input",),
+                     layer=None, rule: str = "backprop") -> Pass:
     """Forward ``x``, take each image's target score ``y^c``, pass ``dy/dy = 1`` down to the layer / input.
 
-    ``target``: None / int / sequence of B ints, or a `Neuron`. ``layer``: ``"none"`` for no layer, else
-    a name, index or None (the last spatial layer). ``rule``: how ReLUs pass the signal down (backprop,
-    deconvnet, guided). Images do not interact, so one pass explains the whole batch. Without
-    ``wrt_input`` the pass stops at the layer (the layers below it are not visited).
+    ``target``: None / int / sequence of B ints, or a `Neuron`. ``wrt``: ``("input",)``, ``("layer",)``
+    or both: where to read the signal. ``layer``: a name, index or None (the last spatial layer), used
+    with ``"layer"`` in ``wrt``. ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided).
+    Images do not interact, so one pass explains the whole batch. Without ``"input"`` the pass stops at
+    the layer (the layers below it are not visited).
     """
     check_batch(net, x)
+    wrt_input, wrt_layer = check_wrt(wrt)
     output = net.forward(x)
     if is_neuron(target):
         start = layer_name(net, target.layer)
@@ -201,9 +204,7 @@ def forward_backward(net: Sequential, x: np.ndarray, target=None, layer="none", 
     else:
         start = net.names[-1]
         y, classes, signal = class_signal(output, target)
-    name = None if isinstance(layer, str) and layer == "none" else layer_name(net, layer)
-    if name is None and not wrt_input:
-        raise ValueError("nothing to differentiate: ask for the input gradient or a layer")
+    name = layer_name(net, layer) if wrt_layer else None
     above_start = name is not None and net.names.index(name) > net.names.index(start)
     stop = name if (name is not None and not wrt_input and not above_start) else None
     dY_dx = net.backward(signal, rule, start=start, stop=stop)

@@ -10,12 +10,8 @@ Ho x Wo output size. Arrays keep the dtype they are given (float64 for gradient 
 """
 import numpy as np
 
-RULES = ("backprop", "deconvnet", "guided")
+from ..checks import as_pair, as_rule
 
-
-def _pair(v):
-    """An int or a pair (h, w) -> (h, w)."""
-    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
 def _output_size(H, W, kernel, stride):
@@ -56,7 +52,7 @@ def im2col(x, kernel, stride=1, padding=0):
     x: (N, C, H, W) -> cols: (N*Ho*Wo, C*kh*kw); row (n, p, q) holds window (p, q) of image n, ordered
     like a filter W[f].ravel() (channel, then kernel row, then kernel column).
     """
-    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
+    kernel, stride, padding = as_pair(kernel, "kernel"), as_pair(stride, "stride"), as_pair(padding, "padding", 0)
     xp = _pad(x, padding)
     # every kh x kw window as a view (no copy), every stride-th one kept: (N, C, Ho, Wo, kh, kw)
     windows = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(2, 3))[:, :, ::stride[0], ::stride[1]]
@@ -71,7 +67,7 @@ def col2im(dcols, x_shape, kernel, stride=1, padding=0):
     the sum of their entries: for each kernel offset (i, j), the entries of all windows land on the
     pixels (sh*p + i, sw*q + j), a strided slice, and are added there.
     """
-    kernel, stride, padding = _pair(kernel), _pair(stride), _pair(padding)
+    kernel, stride, padding = as_pair(kernel, "kernel"), as_pair(stride, "stride"), as_pair(padding, "padding", 0)
     N, C, H, W = x_shape
     (ph, pw), (kh, kw), (sh, sw) = padding, kernel, stride
     Ho, Wo = _output_size(H + 2 * ph, W + 2 * pw, kernel, stride)
@@ -93,14 +89,17 @@ class Conv2d:
 
     With X = im2col(x) (N*Ho*Wo, C*kh*kw) and Wm = W.reshape(F, -1), the layer is out = X Wm^T + b, so
         dW = dout^T X,   db = sum of dout over rows,   dX = dout Wm,   dx = col2im(dX).
-    backward returns dx; dW and db are computed when first read (an explanation needs only dx).
+    backward returns dx; dW and db are computed when first read (an explanation needs only dx), from the
+    dout and the X of that backward pass (a later forward pass does not change them).
     """
 
     def __init__(self, W, b=None, stride=1, padding=0):
         self.W = np.asarray(W)
         self.b = None if b is None else np.asarray(b)
-        self.stride, self.padding = _pair(stride), _pair(padding)
+        self.stride, self.padding = as_pair(stride, "stride"), as_pair(padding, "padding", 0)
         self.kernel = self.W.shape[2:]
+        self.x_shape = self.cols = None    # set by forward
+        self.d = self.d_cols = None        # set by backward: dout as rows, and the X it belongs to
 
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, F, Ho, Wo)."""
@@ -120,18 +119,24 @@ class Conv2d:
 
     def backward(self, dout):
         """dout: (N, F, Ho, Wo) -> dx: (N, C, H, W); stores dW (F, C, kh, kw) and db (F,) (or None)."""
+        if self.cols is None:
+            raise RuntimeError("Conv2d.backward needs a forward pass first")
         F = self.W.shape[0]
-        self.d = dout.transpose(0, 2, 3, 1).reshape(-1, F)              # (N*Ho*Wo, F)
+        self.d, self.d_cols = dout.transpose(0, 2, 3, 1).reshape(-1, F), self.cols   # (N*Ho*Wo, F), its X
         return col2im(self.d @ self.W.reshape(F, -1), self.x_shape, self.kernel, self.stride, self.padding)
 
     @property
     def dW(self):
         """dW = dout^T X, (F, C, kh, kw), for the last backward pass."""
-        return (self.d.T @ self.cols).reshape(self.W.shape)
+        if self.d is None:
+            raise RuntimeError("Conv2d.dW is computed by a backward pass; call backward first")
+        return (self.d.T @ self.d_cols).reshape(self.W.shape)
 
     @property
     def db(self):
         """db = sum of dout over rows, (F,) (None without a bias), for the last backward pass."""
+        if self.d is None:
+            raise RuntimeError("Conv2d.db is computed by a backward pass; call backward first")
         return None if self.b is None else self.d.sum(axis=0)
 
     def __repr__(self):
@@ -161,8 +166,7 @@ class ReLU:
 
     def backward(self, dout, rule="backprop"):
         """dout: shape of x -> dx: shape of x, by `rule` (one of RULES)."""
-        if rule not in RULES:
-            raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+        as_rule(rule)
         if rule == "deconvnet":
             return np.maximum(dout, 0)
         mask = self.x > 0
@@ -187,9 +191,9 @@ class MaxPool2d:
     """
 
     def __init__(self, kernel, stride=None, padding=0):
-        self.kernel = _pair(kernel)
-        self.stride = self.kernel if stride is None else _pair(stride)
-        self.padding = _pair(padding)
+        self.kernel = as_pair(kernel, "kernel")
+        self.stride = self.kernel if stride is None else as_pair(stride, "stride")
+        self.padding = as_pair(padding, "padding", 0)
 
     def forward(self, x):
         """x: (N, C, H, W) -> out: (N, C, Ho, Wo); sets self.switches (N, C, Ho, Wo) int64."""

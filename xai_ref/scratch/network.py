@@ -6,8 +6,8 @@
 """
 import numpy as np
 
-from .layers import (RULES, Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, ReLU,
-                     _pair)
+from ..checks import as_pair, as_rule
+from .layers import Conv2d, Flatten, GlobalAvgPool, Identity, Linear, MaxPool2d, ReLU
 
 SUPPORTED = "Conv2d, ReLU, ReLU6, MaxPool2d, AdaptiveAvgPool2d(1), Flatten, Linear, Dropout, Identity"
 
@@ -55,8 +55,7 @@ class Sequential:
         pooling layers always pass the signal through their ordinary transposes.
         Returns the signal at `stop` (or at x); every intermediate signal is kept in self.grads.
         """
-        if rule not in RULES:
-            raise ValueError(f"unknown rule {rule!r}; choose one of {', '.join(RULES)}")
+        as_rule(rule)
         if not self.activations:
             raise RuntimeError("call forward(x) before backward")
         hi = len(self.layers) - 1 if start is None else self._index(start)
@@ -121,7 +120,7 @@ def _convert(name, m, dtype):
     if isinstance(m, nn.Conv2d):
         if m.groups != 1:
             refuse(f"groups={m.groups}")
-        if _pair(m.dilation) != (1, 1):
+        if as_pair(m.dilation, "dilation") != (1, 1):
             refuse(f"dilation={m.dilation}")
         if m.padding_mode != "zeros":
             refuse(f"padding_mode={m.padding_mode!r}")
@@ -133,7 +132,7 @@ def _convert(name, m, dtype):
     if isinstance(m, nn.ReLU):
         return ReLU()
     if isinstance(m, nn.MaxPool2d):
-        if _pair(m.dilation) != (1, 1):
+        if as_pair(m.dilation, "dilation") != (1, 1):
             refuse(f"dilation={m.dilation}")
         if m.ceil_mode:
             refuse("ceil_mode=True")

@@ -5,20 +5,13 @@ The NumPy twin of `xai_ref.occlusion`: the same windows, stride, baseline and ma
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
+from ..checks import as_pair
 from ..trace import Trace
 from .gradients import check_batch, is_neuron, layer_name, neuron_signal, target_classes
 from .network import Sequential
-
-
-def _pair(v, name: str) -> tuple[int, int]:
-    v = (v, v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else tuple(v)
-    if len(v) != 2 or not all(isinstance(a, numbers.Integral) and not isinstance(a, bool) and a > 0 for a in v):
-        raise ValueError(f"{name} must be a positive int or a pair of positive ints, got {v!r}")
-    return int(v[0]), int(v[1])
 
 
 def target_scores(net: Sequential, x: np.ndarray, target) -> np.ndarray:
@@ -49,7 +42,7 @@ def occlusion(net: Sequential, x: np.ndarray, target=None, window=8, stride=4, b
     ``batch_size`` at a time.
     """
     check_batch(net, x)
-    (h, w), (sh, sw) = _pair(window, "window"), _pair(stride, "stride")
+    (h, w), (sh, sw) = as_pair(window, "window"), as_pair(stride, "stride")
     B, C, H, W = x.shape
     if h > H or w > W:
         raise ValueError(f"window {(h, w)} is larger than the image {(H, W)}")
