@@ -14,11 +14,12 @@ from .ascent import AscentExplorer
 from .attention import AttentionExplorer
 from .backprop import BackpropExplorer
 from .cam import CAMExplorer
+from .dissection import DissectionExplorer
 from .gap import GAPExplorer
 from .gradcam import GradCAMExplorer
 from .metrics import MetricsExplorer
 from .quiz import HumanStudy
 from .stepper import Stepper
 
-__all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "GAPExplorer",
+__all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "DissectionExplorer", "GAPExplorer",
            "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper"]

@@ -77,7 +77,7 @@ class DissectionExplorer(Explorer):
     def __init__(self, model=None, layer=None, probe=None, concepts=None, *, trace=None, unit=None, top: int = 6,
                  quantile: float = 0.005, iou_floor: float = 0.04):
         probe = shapes.generate(200, seed=0, split="test") if probe is None else probe
-        images, self.concepts = dissection.probe_set(probe, concepts)
+        images, self.concepts = dissection.probe_set(probe, concepts, (np.ndarray, torch.Tensor))
         self.images = torch.as_tensor(images)
         super().__init__(model, self.images[:1], "nin_shapes")
         self.images = self.images.to(self.x.dtype)

@@ -47,119 +47,19 @@ whole set is ever held. `xai_ref.scratch.dissection` computes the same in NumPy.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import as_count, as_flag, as_number
-from .data import concepts as concepts_module
-from .data.shapes import ShapesBatch
+from .checks import as_flag
 from .hooks import Hooks
 from .inputs import check_batch, resize
 from .trace import Trace
+from .units import TERMS, UNNAMED, Unit, check_masks, check_settings, probe_set, quantile_position, trace, units
 
 __all__ = ["TERMS", "UNNAMED", "Unit", "activations", "dissect", "masks", "quantile_position", "trace", "units"]
-
-#: The name of a unit whose best IoU is not above the floor.
-UNNAMED = "unnamed"
-
-#: Each term's LaTeX and description, shared with the NumPy twin (same Trace, term by term).
-TERMS = {
-    "A": (r"a_k(x),\ k = 1..K", "activations of layer {layer} (the first {keep} probe images; all {n} streamed)"),
-    "T": (r"P(a_k > T_k) = {q}", "each unit's top-quantile threshold over every position of every probe image"),
-    "M": (r"M_k(x) = S_k(x) \geq T_k,\quad S_k = \mathrm{up}(a_k)",
-          "the unit's mask: its bilinearly upsampled map above T_k (the first {keep} probe images)"),
-    "I": (r"\sum_x |M_k(x) \cap L_c(x)|", "pixels in both the unit's mask and concept c's mask, over the set"),
-    "U": (r"\sum_x |M_k(x) \cup L_c(x)|", "pixels in either mask, over the set"),
-    "IoU": (r"\mathrm{IoU}_{k,c} = \frac{\sum_x |M_k(x) \cap L_c(x)|}{\sum_x |M_k(x) \cup L_c(x)|}",
-            "how well the unit's mask matches each concept's masks"),
-    "name": (r"c^* = \arg\max_c \mathrm{IoU}_{k,c}\ \text{if}\ \mathrm{IoU}_{k,c^*} > {floor}",
-             "each unit's best concept, or 'unnamed' when its best IoU is not above the floor"),
-}
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One dissected unit: its index ``k``, its ``name`` (a concept, or ``"unnamed"``), the ``concept`` it
-    matches best (even when unnamed), that concept's ``iou`` and the unit's threshold ``T``."""
-
-    k: int
-    name: str
-    concept: str
-    iou: float
-    T: float
-
-    @property
-    def named(self) -> bool:
-        return self.name != UNNAMED
-
-
-def quantile_position(n: int, q: float) -> tuple[int, float]:
-    """Where the ``1 - q`` quantile of ``n`` values lies, counted from the **largest** value.
-
-    NumPy's linear quantile of sorted values ``v_0 <= ... <= v_{n-1}`` sits at ``p = (n - 1)(1 - q)``:
-    ``v_i + f (v_{i+1} - v_i)`` with ``i = floor(p)``, ``f = p - i``. Returns ``(m, f)`` with ``m = n - i``:
-    the quantile needs only the ``m`` largest values (``v_i`` is the m-th largest, ``v_{i+1}`` the
-    (m-1)-th)."""
-    p = (n - 1) * (1.0 - q)
-    i = math.floor(p)
-    return n - i, p - i
-
-
-def units(iou: np.ndarray, T: np.ndarray, concept_names, floor: float) -> list[Unit]:
-    """The `Unit` of each row of ``iou`` (K, C): its best concept, named if that IoU is above ``floor``."""
-    best = iou.argmax(1)
-    return [Unit(k, concept_names[c] if iou[k, c] > floor else UNNAMED, concept_names[c], float(iou[k, c]),
-                 float(T[k])) for k, c in enumerate(best)]
-
-
-# --- checking what is given ---------------------------------------------------------------------------
-
-
-def probe_set(images, concepts):
-    """``(images, Concepts)`` from the arguments of `dissect`: a ShapesBatch brings its own concepts."""
-    if isinstance(images, ShapesBatch):
-        if concepts is None:
-            concepts = concepts_module.concepts(images)
-        images = images.images
-    if not isinstance(images, (np.ndarray, torch.Tensor)):
-        raise TypeError(f"images must be a batch (N,C,H,W), a tensor or an array, or a shapes.ShapesBatch, got "
-                        f"{type(images).__name__}")
-    if concepts is None:
-        raise ValueError("concepts is None: pass the probe set's concept masks, "
-                         "xai_ref.data.concepts.concepts(batch), or pass the ShapesBatch itself as images")
-    if not isinstance(concepts, concepts_module.Concepts):
-        raise TypeError(f"concepts must be an xai_ref.data.concepts.Concepts (from concepts.concepts(batch)), "
-                        f"got {type(concepts).__name__}")
-    masks = concepts.masks
-    if not (isinstance(masks, np.ndarray) and masks.dtype == bool and masks.ndim == 4):
-        raise ValueError(f"concepts.masks must be a bool array (N, concepts, H, W), got "
-                         f"{getattr(masks, 'dtype', type(masks).__name__)} of shape {np.shape(masks)}")
-    if masks.shape[1] != len(concepts.names):
-        raise ValueError(f"concepts has {len(concepts.names)} names but masks for {masks.shape[1]} concepts")
-    return images, concepts
-
-
-def check_masks(concepts, shape: tuple) -> None:
-    """The concept masks must be (N, concepts, H, W) for images of ``shape`` (N, C, H, W)."""
-    masks = concepts.masks
-    if masks.shape[0] != shape[0] or masks.shape[2:] != tuple(shape[2:]):
-        raise ValueError(f"concepts.masks {masks.shape} do not match the images {tuple(shape)}: one mask per "
-                         "concept per image, at the images' resolution (N, concepts, H, W)")
-
-
-def check_settings(quantile, iou_floor, batch_size, keep, top) -> tuple[float, float, int, int, int]:
-    """The settings of a dissection, checked (shared with the NumPy twin)."""
-    q = as_number(quantile, "quantile", 0.0, 1.0, low_open=True)
-    if q >= 1:
-        raise ValueError(f"quantile must be in (0, 1): the fraction of positions above T_k (the paper: 0.005), "
-                         f"got {quantile!r}")
-    return (q, as_number(iou_floor, "iou_floor", 0.0, 1.0), as_count(batch_size, "batch_size"),
-            as_count(keep, "keep", 0), as_count(top, "top"))
-
 
 def _as_batch(images, model: nn.Module) -> torch.Tensor:
     """The probe images as a tensor (a NumPy array is converted to the model's dtype)."""
@@ -213,7 +113,7 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if images is None:
         raise ValueError("images is None: pass the probe set, e.g. shapes.generate(500, seed=0, split='test')")
-    images, concepts = probe_set(images, concepts)
+    images, concepts = probe_set(images, concepts, (np.ndarray, torch.Tensor))
     x = _as_batch(images, model)
     q, floor, batch_size, keep, top = check_settings(quantile, iou_floor, batch_size, keep, top)
     progress = as_flag(progress, "progress")
@@ -226,7 +126,7 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
     finally:
         bar.close()
     counts.update(T=T, a_max=a_max, floor=floor_value)
-    return trace(counts, name, concepts, q, floor, keep, top, len(x) * hw[0] * hw[1])
+    return trace(counts, name, concepts, q, floor, keep, top, len(x) * hw[0] * hw[1], torch.from_numpy)
 
 
 def _thresholds(model, layer, x, slices, q, bar):
@@ -281,34 +181,3 @@ def _overlaps(model, name, x, L_all, slices, T, floor_value, keep, bar) -> dict:
         bar.update()
     return {"I": I, "M_size": M_size, "L_size": torch.from_numpy(L_all.sum((0, 2, 3))).long(), "above": above,
             "A": torch.cat(kept_A), "M": torch.cat(kept_M)}
-
-
-def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int, top: int, positions: int) -> Trace:
-    """The Trace of a dissection from its counts (shared with the NumPy twin, whose values are arrays).
-
-    ``counts``: ``A``, ``M`` (the kept images), ``T``, ``I`` (K,C), ``M_size`` (K,), ``L_size`` (C,),
-    ``above`` (K,), ``floor`` (K,) each unit's minimum over the set, ``a_max`` (N,K) each image's largest
-    activation of each unit.
-    ``U = |M_k| + |L_c| - I`` and ``IoU = I / U`` (0 where U = 0: neither mask has a pixel).
-    """
-    I, M_size, L_size, a_max = counts["I"], counts["M_size"], counts["L_size"], counts["a_max"]
-    U = M_size[:, None] + L_size[None, :] - I
-    iou = np.divide(np.asarray(I, dtype=np.float64), np.asarray(U, dtype=np.float64),
-                    out=np.zeros(tuple(U.shape)), where=np.asarray(U) > 0)
-    n = len(a_max)
-    order = np.argsort(-np.asarray(a_max), axis=0, kind="stable")[:top].T      # (K, top): each unit's top images
-    t = Trace("dissection", meta={
-        "layer": layer, "concepts": tuple(concepts.names), "quantile": q, "iou_floor": floor, "n": n,
-        "positions": positions, "M_size": M_size, "L_size": L_size, "above": counts["above"],
-        "floor": counts["floor"], "top": np.ascontiguousarray(order)})
-    fmt = {"layer": layer, "keep": min(keep, n), "n": n, "q": f"{q:g}", "floor": f"{floor:g}"}
-    tensors = isinstance(I, torch.Tensor)
-    values = {"A": counts["A"], "T": counts["T"], "M": counts["M"], "I": I, "U": U,
-              "IoU": torch.from_numpy(iou) if tensors else iou}
-    for symbol, value in values.items():
-        latex, description = TERMS[symbol]
-        t.add(symbol, latex.replace("{q}", fmt["q"]), description.format(**fmt), value)
-    latex, description = TERMS["name"]
-    t.add("name", latex.replace("{floor}", fmt["floor"]), description,
-          units(iou, np.asarray(counts["T"]), concepts.names, floor))
-    return t

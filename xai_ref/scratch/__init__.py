@@ -14,6 +14,7 @@ from .methods import (Neuron, at_loss, attention_map, attention_transfer, cam, c
                       guided_backprop, guided_grad_cam, normalised_attention, occlusion, resize, saliency,
                       xgrad_cam)
 from .network import Sequential, from_torch
+from . import dissection
 
 __all__ = ["RULES", "Conv2d", "ReLU", "MaxPool2d", "GlobalAvgPool", "Flatten", "Identity", "Linear",
            "softmax", "log_softmax", "im2col", "col2im", "window_index", "Sequential", "from_torch",
@@ -22,4 +23,4 @@ __all__ = ["RULES", "Conv2d", "ReLU", "MaxPool2d", "GlobalAvgPool", "Flatten", "
            "Neuron", "forward_backward", "resize", "gap", "cam", "grad_cam", "grad_cam_pp", "xgrad_cam",
            "guided_grad_cam", "saliency", "deconvnet", "guided_backprop", "occlusion", "class_model",
            "fooling_image", "gaussian_blur", "attention_map", "normalised_attention", "at_loss",
-           "attention_transfer"]
+           "attention_transfer", "dissection"]

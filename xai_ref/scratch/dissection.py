@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dissection import check_masks, check_settings, probe_set, trace
+from ..units import check_masks, check_settings, probe_set, trace
 from .gradients import check_batch, layer_name, resize
 from .network import Sequential
 
