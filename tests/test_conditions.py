@@ -15,6 +15,7 @@ from xai_ref.train import train
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
 conditions = pytest.importorskip("conditions")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
