@@ -134,7 +134,7 @@ def assert_same_trace(tt, st, tol=TOL):
     assert st.symbols == tt.symbols
     errors = {}
     for a, b in zip(tt.steps, st.steps):
-        assert (b.latex, b.description) == (a.latex, a.description), a.symbol
+        assert (b.latex, b.description, b.axes) == (a.latex, a.description, a.axes), a.symbol
         assert not isinstance(b.value, torch.Tensor), f"scratch term {b.symbol} is a torch tensor"
         va, vb = _np(a.value), _np(b.value)
         assert vb.shape == va.shape, (a.symbol, va.shape, vb.shape)

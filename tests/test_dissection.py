@@ -2,6 +2,7 @@
 the DissectionExplorer: a hand-made layer whose answer is known, the two implementations against each
 other and against np.quantile, batching that changes nothing, sentences that follow the trace's terms,
 bad input, and the explorer's worked numbers."""
+import dataclasses
 from collections import OrderedDict
 
 import numpy as np
@@ -124,7 +125,7 @@ def test_sentence_is_built_from_the_trace_terms(nin_dissected):
     # rename unit k in the units term: the sentence follows
     renamed = [dissection.Unit(u.k, "zebra", "zebra", 0.5, u.T) if u.k == k else u for u in t.units]
     i = t.symbols.index("units")
-    t.steps[i] = Term("units", t.steps[i].latex, t.steps[i].description, renamed)
+    t.steps[i] = dataclasses.replace(t.steps[i], value=renamed)
     assert f"{k} (zebra, IoU 0.50)" in textual.sentences(t)[0]
     # another top unit: the sentence names it instead
     other = t.bottom[0, 0].item()

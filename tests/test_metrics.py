@@ -242,8 +242,8 @@ def test_insertion_on_a_linear_model():
     c = M.insertion(model, x, torch.tensor(W4)[None], target=1, step=1, start=0.0)
     assert c.scores[0].tolist() == pytest.approx([sigmoid(z) for z in (0, 3, 5, 6, 6)])
     # the target comes from a Trace's classes when not given: class 0 has p = 1 - sigmoid(w.x)
-    t = Trace("demo", meta={"target": torch.tensor([0])})
-    t.add("map", "M", "a map", torch.tensor(W4)[None])
+    t = Trace("grad_cam", meta={"target": torch.tensor([0])})
+    t.add("map", torch.tensor(W4)[None])
     c0 = M.insertion(model, x, t, step=1, start=0.0)
     assert c0.classes.tolist() == [0]
     assert c0.scores[0].tolist() == pytest.approx([1 - sigmoid(z) for z in (0, 3, 5, 6, 6)])

@@ -100,14 +100,14 @@ def test_gradcam_explorer(name):
         assert "ReLU" in e.guided_panel.reason.value
         assert "R" not in [t.symbol for t in e.trace.steps]
     else:
-        assert not e.guided_panel.disabled and e.trace.method.endswith("+guided")
+        assert not e.guided_panel.disabled and e.trace.method.startswith("guided_")
     if family.activations == "mixed":                 # the ReLURuleWarning, on the status line
         assert "hardswish" in e.status.value and "ordinary gradient" in e.status.value
     maps, table = e.maps.value, e.pixel_table.value
     e.controls["target"].value = (e.controls["target"].value + 1) % replicas.N_CLASSES
     assert e.maps.value != maps
     e.controls["method"].value = "Grad-CAM++"
-    assert e.trace.method.startswith("grad_cam_pp")
+    assert e.trace.method in ("grad_cam_pp", "guided_grad_cam_pp")
     e.controls["row"].value = 0
     assert e.pixel_table.value != table
     walk_steps(e)

@@ -203,5 +203,5 @@ def joined(before: xr.Trace, after: xr.Trace, done: int) -> xr.Trace:
                                       + [done + k for k in after.meta["snapshot_steps"]]})
     for a, b in zip(before.steps, after.steps):
         value = {"I0": a.value, "image": b.value}.get(a.symbol)
-        t.add(a.symbol, a.latex, a.description, torch.cat([a.value, b.value]) if value is None else value)
+        t.add(a.symbol, torch.cat([a.value, b.value]) if value is None else value)
     return t

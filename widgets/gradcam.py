@@ -13,6 +13,7 @@ import ipywidgets as W
 import numpy as np
 
 import xai_ref as xr
+from xai_ref import compose
 
 from . import inputs, render
 from .cache import Memo
@@ -105,7 +106,7 @@ class GradCAMExplorer(Explorer):
         c = self.controls["target"].value
         t = self.traces(c, self.controls["layer"].value, self.controls["method"].value,
                         self.controls["counterfactual"].value)
-        self.trace = t if self.guided_panel.disabled else with_guided(t, self.guided(c))
+        self.trace = t if self.guided_panel.disabled else compose.guided(t, self.guided(c).grad)
         self.stepper.show(self.trace)
         h, w = t.A.shape[2:]
         for name, n in (("row", h), ("col", w)):       # the pixel picker follows the layer's resolution
@@ -116,13 +117,14 @@ class GradCAMExplorer(Explorer):
 
     def draw_maps(self) -> None:
         t = self.trace
-        L, up = t.L[0].numpy(), t.map[0].numpy()
+        guided = t.method.startswith("guided_")          # the map is then Guided Grad-CAM's, up(L) is L_up
+        L, up = t.L[0].numpy(), (t.L_up[0, 0] if guided else t.map[0]).numpy()
         small = render.mark_cell(render.fit(render.colourise(L, render.HEAT), self.size),
                                  *self.position(*L.shape), *L.shape)
         over = self.fit(render.overlay(self.rgb, up))
         self.maps.value = render.png(render.tile([small, over], cols=2, pad=6))
-        if not self.guided_panel.disabled:
-            self.guided_panel.picture.value = render.png(self.fit(render.magnitude(t.guided_map[0].numpy())))
+        if guided:
+            self.guided_panel.picture.value = render.png(self.fit(render.magnitude(t.map[0].numpy())))
 
     def draw_pixel(self) -> None:
         t = self.trace
@@ -140,18 +142,3 @@ class GradCAMExplorer(Explorer):
                                                    title=f"largest {len(top)} terms by |α_k A^k_ij|")
         self.stepper.set_marker((i, j))
 
-
-def with_guided(t, gb):
-    """The Grad-CAM-family trace ``t`` followed by Guided Grad-CAM's terms: ``R`` the guided-backprop
-    signal (from the trace ``gb`` of `xai_ref.guided_backprop`), ``guided`` = R ⊙ map and its ``guided_map``
-    (as `xai_ref.guided_grad_cam`, but with this trace's map, whatever its alpha)."""
-    out = xr.Trace(t.method + "+guided", meta=dict(t.meta))
-    for term in t.steps:
-        out.add(term.symbol, term.latex, term.description, term.value)
-    R = out.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative",
-                gb.grad)
-    guided = out.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where the map is high",
-                     R * t.map[:, None])
-    out.add("guided_map", r"\max_{ch} |(R \odot \mathrm{up}(L^c))_{ch}|", "Guided Grad-CAM: largest magnitude "
-            "over colour channels", guided.abs().amax(1))
-    return out

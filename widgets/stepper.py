@@ -31,35 +31,39 @@ import numpy as np
 
 from . import render
 
-#: Methods whose 2-D terms (T, B) are per-step series rather than per-image vectors.
-SERIES_METHODS = ("class_model", "fooling_image")
 KINDS = ("maps", "signed_rgb", "image", "heatmap", "bars", "numbers", "series", "images", "text")
 GRID_MAX = 64  # feature maps shown at once in the grid (the page holding channel k)
 DRAWN_MAX = 64  # drawn views kept per trace (step, channel, marker); the oldest are dropped beyond that
 
+#: The display of each layout of axes (`xai_ref.equations.AXES`); a term's leading axis decides the rest.
+_BY_AXES = {
+    ("image", "row", "col"): "heatmap",
+    ("image", "colour", "row", "col"): "signed_rgb",
+    ("image", "channel", "row", "col"): "maps",
+}
 
-def kind_of(value, method: str = "", input_hw: tuple[int, int] | None = None) -> str:
-    """How to draw a term's value (one of `KINDS`), from its shape."""
-    shape = tuple(getattr(value, "shape", ()))
+
+def kind_of(term) -> str:
+    """How to draw a term (one of `KINDS`): from the names of its value's axes (``term.axes``) and its
+    dtype, never from the method. Integers and booleans are listed as numbers; curves over steps are
+    series, saved steps are images, one value per channel or class of each image are bars."""
+    value, axes = term.value, tuple(term.axes)
     if not hasattr(value, "shape"):
         return "numbers" if isinstance(value, (int, float, bool)) else "text"
-    integer = not (value.dtype.is_floating_point if hasattr(value.dtype, "is_floating_point")
-                   else np.issubdtype(value.dtype, np.floating))
-    if len(shape) <= 1 or integer:
+    shape = tuple(value.shape)
+    floating = (value.dtype.is_floating_point if hasattr(value.dtype, "is_floating_point")
+                else np.issubdtype(value.dtype, np.floating))
+    if len(shape) <= 1 or not floating:
         return "numbers"
-    if len(shape) == 2:
-        return "series" if method in SERIES_METHODS else "bars"
-    if len(shape) == 3:
-        return "heatmap"
-    if len(shape) == 4:
-        if shape[1] == 1:
-            return "heatmap"
-        if shape[1] == 3 and input_hw is not None and tuple(shape[2:]) == tuple(input_hw):
-            return "signed_rgb"
-        return "maps"
-    if len(shape) == 5 and shape[2] == 3:
+    if len(axes) != len(shape):       # a term built by hand, without axes
+        return "text"
+    if axes[0] == "step":
+        return "series"
+    if axes[0] == "snapshot":
         return "images"
-    return "text"
+    if axes == ("image", "channel", "row", "col") and shape[1] == 1:
+        return "heatmap"
+    return _BY_AXES.get(axes, "bars" if len(axes) == 2 else "text")
 
 
 class Stepper(W.VBox):
@@ -139,8 +143,7 @@ class Stepper(W.VBox):
 
     def kind(self, term=None) -> str:
         term = term or self.term
-        hw = None if self.rgb is None else self.rgb.shape[:2]
-        return self.kinds.get(term.symbol) or kind_of(term.value, self.trace.method, hw)
+        return self.kinds.get(term.symbol) or kind_of(term)
 
     # --- drawing ----------------------------------------------------------------------------------
 
@@ -201,7 +204,7 @@ class Stepper(W.VBox):
             return render.png(alone), None if over is None else render.png(over), caption + small
         if kind == "bars":
             values = render.to_numpy(v[0])
-            labels = self.class_names if self.class_names and len(values) == len(self.class_names) else None
+            labels = self.class_names if self.class_names and term.axes[-1] == "class" else None
             return render.bar_chart(values, labels, highlight=k, title=term.symbol, top=12 if labels else 48,
                                     xlabel="" if labels else "k"), None, caption
         if kind == "signed_rgb":

@@ -7,14 +7,11 @@ repeat forward -> backward -> small step up the gradient of the pre-softmax scor
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checks import as_count, as_flag, as_number, as_range, as_seed, check_ascent_args, is_int
+from .checks import as_classes, as_count, as_flag, as_number, as_range, as_seed, check_ascent_args
 from .gradients import Neuron, forward_backward
 from .inputs import check_batch, check_logits, gaussian_blur
 from .trace import Trace
@@ -49,13 +46,14 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     param = next(model.parameters(), None)
     if param is None:
         raise ValueError("class_model needs a model with parameters (their dtype and device set the image's)")
-    classes = None if isinstance(target, Neuron) else _classes(target, 1)
+    classes = None if isinstance(target, Neuron) else as_classes(target, 1)
     n = 1 if classes is None else len(classes)
     gen = torch.Generator().manual_seed(seed)
     I = _start(init, n, tuple(shape), gen, param.dtype).clamp(*pixel_range).to(param.device)
-    t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
-                                   "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
-    t.add("I0", r"I_0 = 0", "the starting image", I.clone())
+    t = Trace("class_model", meta={"target": None, "lr": lr, "l2": l2,
+                                   "jitter": jitter, "blur_every": blur_every, "blur_sigma": blur_sigma, "seed": seed,
+                                   "snapshot_steps": []})
+    t.add("I0", I.clone())
     curves = {k: [] for k in ("S", "R", "grad_norm")}
     snapshots = []
     for step in tqdm(range(steps), desc="gradient ascent", disable=not progress):
@@ -73,12 +71,13 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
         if (step + 1) % snapshot_every == 0 or step == steps - 1:
             snapshots.append(I.clone())
             t.meta["snapshot_steps"].append(step + 1)
-    S = t.add("S", r"S_c(I_t)", "the target score at each step", torch.stack(curves["S"]))
-    R = t.add("R", r"\lambda \lVert I_t \rVert_2^2", "the L2 penalty at each step", torch.stack(curves["R"]))
-    t.add("J", r"J(I_t) = S_c(I_t) - \lambda \lVert I_t \rVert_2^2", "the objective being maximised", S - R)
-    t.add("grad_norm", r"\lVert \nabla_I J \rVert_2", "size of the gradient at each step", torch.stack(curves["grad_norm"]))
-    t.add("snapshots", r"I_t", "the image every few steps", torch.stack(snapshots))
-    t.add("image", r"I^* = \arg\max_I S_c(I) - \lambda \lVert I \rVert_2^2", "the class model image", I)
+    t.meta["target"] = None if p.classes is None else p.classes.cpu()   # as the pass checked them (None: a neuron)
+    S = t.add("S", torch.stack(curves["S"]))
+    R = t.add("R", torch.stack(curves["R"]))
+    t.add("J", S - R)
+    t.add("grad_norm", torch.stack(curves["grad_norm"]))
+    t.add("snapshots", torch.stack(snapshots))
+    t.add("image", I)
     return t
 
 
@@ -99,22 +98,6 @@ def _start(init, n: int, shape: tuple, gen: torch.Generator, dtype: torch.dtype)
     raise ValueError(f"init must be 'zeros', 'random' or an image tensor of shape {shape}, got {init!r}")
 
 
-def _classes(target, n: int) -> list[int]:
-    """``target`` as a list of classes: an int repeated n times, or a sequence of ints as it is."""
-    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
-        target = target.item()
-    if is_int(target):
-        return [int(target)] * n
-    if isinstance(target, (Sequence, torch.Tensor, np.ndarray)) and not isinstance(target, str):
-        classes = target.tolist() if isinstance(target, (torch.Tensor, np.ndarray)) else list(target)
-        if not classes or not all(is_int(c) for c in classes):
-            raise TypeError(f"target must be a class index (int) or a non-empty sequence of class indices, "
-                            f"got {target!r}")
-        return [int(c) for c in classes]
-    raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
-                    f"got {target!r}")
-
-
 def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, max_steps: int = 100,
                   pixel_range=None, progress: bool = False, logits=None) -> Trace:
     """Fooling images (Szegedy et al. 2014, as in CS231n): nudge x until the model predicts ``target``.
@@ -131,8 +114,8 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     if pixel_range is not None:
         pixel_range = as_range(pixel_range, "pixel_range", bounded=False)
     I = x.detach().clone()
-    classes = _classes(target, x.shape[0])
-    t = Trace("fooling_image", meta={"target": classes, "lr": lr})
+    classes = as_classes(target, x.shape[0])
+    t = Trace("fooling_image", meta={"target": None, "lr": lr})
     S, pred = [], []
     for k in tqdm(range(max_steps + 1), desc="fooling", disable=not progress):
         p = forward_backward(model, I, classes, logits=logits)
@@ -147,10 +130,10 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
         I = I + step * active[:, None, None, None]
         if pixel_range is not None:
             I = I.clamp(*pixel_range)
-    t.add("S", r"S_t(x_k)", "the target class score at each step", torch.stack(S))
-    pred_t = t.add("pred", r"\arg\max_c S_c(x_k)", "the predicted class at each step", torch.stack(pred))
-    image = t.add("image", r"x' = x + \sum_k \eta\, g_k / \lVert g_k \rVert", "the fooling image", I)
-    t.add("delta", r"x' - x", "the change: small, yet it flips the prediction", image - x)
-    t.add("fooled", r"\arg\max_c S_c(x') = t", "whether each image is now classified as its target",
-          pred_t[-1] == c)
+    t.meta["target"] = p.classes.cpu()
+    t.add("S", torch.stack(S))
+    pred_t = t.add("pred", torch.stack(pred))
+    image = t.add("image", I)
+    t.add("delta", image - x)
+    t.add("fooled", pred_t[-1] == c)
     return t

@@ -97,16 +97,13 @@ def attention_transfer(student: torch.Tensor, teacher: torch.Tensor, p: float = 
     (S, T), = pairs
     _check_p(p)
     as_choice(kind, "kind", KINDS)
-    t = Trace("attention_transfer", meta={"p": p, "kind": kind})
-    t.add("A_S", r"A_S \in \mathbb{R}^{C_S \times h \times w}", "student activations", S.detach())
-    t.add("A_T", r"A_T \in \mathbb{R}^{C_T \times h \times w}", "teacher activations", T.detach())
+    t = Trace("attention_transfer", meta={"target": None, "p": p, "kind": kind})
+    t.add("A_S", S.detach())
+    t.add("A_T", T.detach())
     agg = r"\sum_c" if kind == "sum" else r"\max_c"
-    t.add("Q_S", rf"Q_S = {agg} |A_{{S,c}}|^{{{p}}}", "student attention map", attention_map(S.detach(), p, kind))
-    t.add("Q_T", rf"Q_T = {agg} |A_{{T,c}}|^{{{p}}}", "teacher attention map", attention_map(T.detach(), p, kind))
-    qS = t.add("q_S", r"q_S = \frac{\mathrm{vec}(Q_S)}{\lVert \mathrm{vec}(Q_S) \rVert_2}", "student map, unit length",
-               normalised_attention(S.detach(), p, kind))
-    qT = t.add("q_T", r"q_T = \frac{\mathrm{vec}(Q_T)}{\lVert \mathrm{vec}(Q_T) \rVert_2}", "teacher map, unit length",
-               normalised_attention(T.detach(), p, kind))
-    t.add("loss", r"\mathcal{L}_{AT} = \frac{1}{B\,hw}\sum_{b,i} (q_S - q_T)_{b,i}^2",
-          "the AT loss as in the reference code (mean squared difference)", ((qS - qT) ** 2).mean())
+    t.add("Q_S", attention_map(S.detach(), p, kind), agg=agg, p=p)
+    t.add("Q_T", attention_map(T.detach(), p, kind), agg=agg, p=p)
+    qS = t.add("q_S", normalised_attention(S.detach(), p, kind))
+    qT = t.add("q_T", normalised_attention(T.detach(), p, kind))
+    t.add("loss", ((qS - qT) ** 2).mean())
     return t

@@ -18,23 +18,11 @@ from torch import nn
 from .gradients import forward_backward
 from .trace import Trace
 
-RULE_TEXT = {
-    "backprop": (r"\frac{\partial S_c}{\partial I}", "gradient of the target score at the input pixels"),
-    "deconvnet": (r"R^{l} = \max(R^{l+1}, 0)\ \text{at every ReLU}",
-                  "signal passed down by the deconvnet rule (ReLU on the top signal, pooling switches)"),
-    "guided": (r"R^{l} = [f^{l} > 0] \cdot \max(R^{l+1}, 0)\ \text{at every ReLU}",
-               "signal passed down by the guided rule (forward mask and positive top signal)"),
-}
-
-MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
-
-
 def _input_signal(method: str, rule: str, model: nn.Module, x: torch.Tensor, target, logits) -> Trace:
     p = forward_backward(model, x, target, rule=rule, logits=logits)
     t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
-    latex, text = RULE_TEXT[rule]
-    g = t.add("grad", latex, text, p.dY_dx)
-    t.add("map", MAP_LATEX, "largest magnitude over the colour channels at each pixel", g.abs().amax(1))
+    g = t.add("grad", p.dY_dx)
+    t.add("map", g.abs().amax(1))
     return t
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .backprop import RULE_TEXT
 from .checks import as_count
+from .compose import guided
 from .gradients import Pass, forward_backward
 from .hooks import Hooks, named_layer
 from .inputs import check_batch, class_logits, fast_layout, resize, target_classes
@@ -66,10 +66,10 @@ def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None, logits=None) -> 
     ``A`` (B,K,h,w) -> ``F^k = 1/Z sum_ij A^k_ij`` (B,K) -> ``S = W F + b`` (B,classes).
     """
     A, _, W, b, name = _gap_head(model, x, layer, fc, logits)
-    t = Trace("gap", meta={"layer": name})
-    t.add("A", r"A^k \in \mathbb{R}^{h \times w},\ k = 1..K", "the last feature maps", A)
-    F = t.add("F", r"F^k = \frac{1}{Z}\sum_{i}\sum_{j} A^k_{ij}", "global average of each feature map", A.mean((2, 3)))
-    t.add("S", r"S_c = \sum_k W_{c,k} F^k + b_c", "class scores: one linear layer on the pooled values", F @ W.T + b)
+    t = Trace("gap", meta={"target": None, "layer": name})
+    t.add("A", A)
+    F = t.add("F", A.mean((2, 3)))
+    t.add("S", F @ W.T + b)
     return t
 
 
@@ -87,14 +87,11 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None, log
     f, scores, W, b, name = _gap_head(model, x, layer, fc, logits)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1)).to(x.device)
     t = Trace("cam", meta={"target": c.cpu(), "layer": name, "y": scores.gather(1, c[:, None])[:, 0]})
-    t.add("f", r"f_k(x,y),\ k = 1..K", "the last convolutional feature maps", f)
-    w = t.add("w", r"w^c_k = W_{c,k}", "weight of feature map k in the score of class c", W[c])
-    M = t.add("M", r"M_c(x,y) = \sum_k w^c_k f_k(x,y)", "class activation map: the weighted sum of the maps",
-              torch.einsum("bk,bkhw->bhw", w, f))
-    t.add("S", r"S_c = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c",
-          "check: averaging M gives back the class score (GAP and the sum over k commute)",
-          M.mean((1, 2)) + b[c])
-    t.add("map", r"\mathrm{up}(M_c)", "M upsampled bilinearly to the input size", resize(M, x.shape[2:]))
+    t.add("f", f)
+    w = t.add("w", W[c])
+    M = t.add("M", torch.einsum("bk,bkhw->bhw", w, f))
+    t.add("S", M.mean((1, 2)) + b[c])
+    t.add("map", resize(M, x.shape[2:]))
     return t
 
 
@@ -107,30 +104,21 @@ def _signed(g: torch.Tensor, sign: float) -> torch.Tensor:
 
 
 def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
-    latex = r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j " + ("-" if sign < 0 else "") + r"\frac{\partial y^c}{\partial A^k_{ij}}"
-    return t.add("alpha", latex, "importance of map k: its gradient averaged over positions"
-                 + (" (negated: counterfactual)" if sign < 0 else ""), sign * p.dY_dA.mean((2, 3)))
+    return t.add("alpha", sign * p.dY_dA.mean((2, 3)), sign="-" if sign < 0 else "",
+                 counterfactual=" (negated: counterfactual)" if sign < 0 else "")
 
 
 def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> torch.Tensor:
     g, A = _signed(p.dY_dA, sign), p.A
     denominator = 2 * g**2 + g**3 * A.sum((2, 3), keepdim=True)  # sum_ab A_ab times the (i,j) gradient cubed
-    a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
-              r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
-              "pixel-wise weighting coefficients (0 where the denominator is 0)",
-              torch.where(denominator != 0, g**2 / torch.where(denominator != 0, denominator, 1), 0))
-    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j a^{kc}_{ij}\,\mathrm{ReLU}\!\left(\frac{\partial y^c}"
-                 r"{\partial A^k_{ij}}\right)", "importance of map k: positive gradients weighted by a "
-                 "(the paper's w_k^c)", (a * g.clamp(min=0)).sum((2, 3)))
+    a = t.add("a", torch.where(denominator != 0, g**2 / torch.where(denominator != 0, denominator, 1), 0))
+    return t.add("alpha", (a * g.clamp(min=0)).sum((2, 3)))
 
 
 def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> torch.Tensor:
     g, A = _signed(p.dY_dA, sign), p.A
     total = A.sum((2, 3))
-    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\,"
-                 r"\frac{\partial y^c}{\partial A^k_{ij}}", "importance of map k: gradient averaged with the "
-                 "activation as weights (0 for an all-zero map)",
-                 torch.where(total != 0, (A * g).sum((2, 3)) / torch.where(total != 0, total, 1), 0))
+    return t.add("alpha", torch.where(total != 0, (A * g).sum((2, 3)) / torch.where(total != 0, total, 1), 0))
 
 
 def _grad_cam_family(method: str, alpha_fn: Callable, model, x, target, layer, counterfactual, logits,
@@ -177,15 +165,12 @@ def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, c
         raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
                          f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one){tokens}")
     t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
-    A = t.add("A", r"A^k,\ k = 1..K", f"feature maps of layer {p.layer}", p.A)
-    t.add("dY_dA", r"\frac{\partial y^c}{\partial A^k_{ij}}", "gradient of the target score at the feature maps",
-          p.dY_dA)
+    A = t.add("A", p.A, layer=p.layer)
+    t.add("dY_dA", p.dY_dA)
     alpha = alpha_fn(p, t, -1.0 if counterfactual else 1.0)
-    weighted = t.add("weighted", r"\sum_k \alpha^c_k A^k", "the maps weighted by their importance and summed",
-                     torch.einsum("bk,bkhw->bhw", alpha, A))
-    L = t.add("L", r"L^c = \mathrm{ReLU}\left(\sum_k \alpha^c_k A^k\right)",
-              "keep only what increases the score (layer resolution)", weighted.clamp(min=0))
-    t.add("map", r"\mathrm{up}(L^c)", "L upsampled bilinearly to the input size", resize(L, x.shape[2:]))
+    weighted = t.add("weighted", torch.einsum("bk,bkhw->bhw", alpha, A))
+    L = t.add("L", weighted.clamp(min=0))
+    t.add("map", resize(L, x.shape[2:]))
     return t
 
 
@@ -233,12 +218,4 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, 
     p = forward_backward(model, x, target, wrt=("input", "layer"), layer=layer, rule="guided", layer_rule="backprop",
                          logits=logits)
     gc = _grad_cam_terms("grad_cam", _alpha_grad_cam, _as_grid(p, reshape), x, counterfactual=False)
-    t = Trace("guided_grad_cam", meta=dict(gc.meta))
-    for term in gc.steps[:-1]:
-        t.add(term.symbol, term.latex, term.description, term.value)
-    L_up = t.add("L_up", r"\mathrm{up}(L^c)", "Grad-CAM upsampled bilinearly to the input size", gc.map[:, None])
-    R = t.add("R", RULE_TEXT["guided"][0], "guided backpropagation: fine detail, not class-discriminative", p.dY_dx)
-    guided = t.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where Grad-CAM is high", R * L_up)
-    t.add("map", r"M_{ij} = \max_{ch} |(R \odot \mathrm{up}(L^c))_{ch,ij}|", "largest magnitude over colour channels",
-          guided.abs().amax(1))
-    return t
+    return guided(gc, p.dY_dx)

@@ -45,6 +45,19 @@ def is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
 
 
+def as_classes(target, n: int) -> list[int]:
+    """``target`` as a list of class indices: an int repeated ``n`` times, or a non-empty sequence of ints
+    (a list, a tuple, a NumPy array or a torch tensor) as it is."""
+    if hasattr(target, "tolist") and hasattr(target, "ndim"):  # an array or a tensor (a 0-d one: its number)
+        target = target.tolist()
+    if is_int(target):
+        return [int(target)] * n
+    if isinstance(target, (list, tuple)) and target and all(is_int(c) for c in target):
+        return [int(c) for c in target]
+    raise TypeError(f"target must be a class index (int) or a non-empty sequence of class indices (one per "
+                    f"image), got {target!r}")
+
+
 def as_index(v, name: str) -> int:
     """An int >= 0 (NumPy integers accepted)."""
     if not is_int(v):

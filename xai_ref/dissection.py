@@ -57,9 +57,9 @@ from .checks import as_flag
 from .hooks import Hooks
 from .inputs import check_batch, resize
 from .trace import Trace
-from .units import TERMS, UNNAMED, Unit, check_masks, check_settings, probe_set, quantile_position, trace, units
+from .units import UNNAMED, Unit, check_masks, check_settings, probe_set, quantile_position, trace, units
 
-__all__ = ["TERMS", "UNNAMED", "Unit", "activations", "dissect", "masks", "quantile_position", "trace", "units"]
+__all__ = ["UNNAMED", "Unit", "activations", "dissect", "masks", "quantile_position", "trace", "units"]
 
 def _as_batch(images, model: nn.Module) -> torch.Tensor:
     """The probe images as a tensor (a NumPy array is converted to the model's dtype)."""

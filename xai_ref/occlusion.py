@@ -86,12 +86,9 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
 
     t = Trace("occlusion", meta={"target": None if isinstance(key, Neuron) or callable(key) else key, "y": y,
                                  "window": (h, w), "stride": (sh, sw), "baseline": baseline})
-    t.add("corners", r"(u, v) \in \{0, s, 2s, \dots\}^2", "top-left corner of each occluder position", corners)
-    t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",
-                 drops.view(B, len(us), len(vs)))
+    t.add("corners", corners)
+    t.add("drop", drops.view(B, len(us), len(vs)))
     coverage = windows.sum(0)
     total = torch.einsum("bp,phw->bhw", drops, windows.to(x.dtype))
-    t.add("map", r"M_{ij} = \mathrm{mean}\{\Delta_{uv} : (i,j) \in \text{window}(u,v)\}",
-          "mean score drop over the occluder positions covering each pixel",
-          torch.where(coverage > 0, total / coverage.clamp(min=1), torch.zeros((), dtype=x.dtype)))
+    t.add("map", torch.where(coverage > 0, total / coverage.clamp(min=1), torch.zeros((), dtype=x.dtype)))
     return t

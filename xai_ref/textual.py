@@ -57,17 +57,14 @@ def explain(model: nn.Module, x: torch.Tensor, dissection: Trace, target=None, *
     classes = importance.meta["target"].cpu()
     t = Trace("textual", meta={"target": classes, "layer": layer, "by": by, "model_name": model_name,
                                "class_names": None if class_names is None else tuple(class_names)})
-    symbol, latex, what = (("alpha", r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j \frac{\partial y^c}{\partial A^k_{ij}}",
-                            "Grad-CAM's importance of unit k for class c") if by == "grad_cam" else
-                           ("w", r"w^c_k = W_{c,k}", "CAM's weight of unit k in the score of class c"))
-    t.add(symbol, latex, what, weights)
-    order = weights.argsort(dim=1, descending=True, stable=True)
-    t.add("top", r"\mathrm{top}_n\,k \text{ by } " + latex.split("=")[0], f"the {n} most important units", order[:, :n])
-    t.add("bottom", r"\mathrm{bottom}_n\,k \text{ by } " + latex.split("=")[0],
-          f"the {n} least important units (their absence raises the score)", order.flip(1)[:, :n])
-    t.add("units", dissection.term("name").latex, "the dissected units: name, IoU, T", list(dissection.name))
-    t.add("sentence", r"\text{model says } c \text{ because of units } \mathrm{top}_n",
-          "the units' names as a sentence", sentences(t))
+    symbol = "alpha" if by == "grad_cam" else "w"
+    weight = t.add(symbol, weights)
+    order = weight.argsort(dim=1, descending=True, stable=True)
+    letter = t.steps[-1].latex.split("=")[0]
+    t.add("top", order[:, :n], weight=letter, n=n)
+    t.add("bottom", order.flip(1)[:, :n], weight=letter, n=n)
+    t.add("units", list(dissection.name), floor=f"{dissection.meta['iou_floor']:g}")
+    t.add("sentence", sentences(t))
     return t
 
 

@@ -1,20 +1,26 @@
-"""The `Trace`: an explanation method's equation, term by term.
+r"""The `Trace`: an explanation method's equation, term by term.
 
 Every method in `xai_ref` returns a Trace: the named terms of its paper's equation, in the order the
 paper computes them, each with its LaTeX, a one-line description and its value, and last the final
 `map`. A reader can hold the trace next to the paper; a widget can step through it.
 
->>> t = Trace("toy")
->>> t.add("F", r"F^k = \\frac{1}{Z}\\sum_{i,j} A^k_{ij}", "global average of each feature map", 2.0)
->>> t.add("map", r"M", "the final map", 3.0)
->>> t.F, t.map, [s.symbol for s in t.steps]
-(2.0, 3.0, ['F', 'map'])
+>>> t = Trace("gap")
+>>> t.add("F", 2.0)                  # the LaTeX and description come from xai_ref.equations
+2.0
+>>> t.F, t.steps[0].latex
+(2.0, 'F^k = \\frac{1}{Z}\\sum_{i}\\sum_{j} A^k_{ij}')
+
+Each term's text lives once, in `xai_ref.equations`, keyed by method and symbol; a Trace only holds
+values. A term also carries the names of its value's axes (``("image", "channel", "row", "col")``),
+which is all a widget needs to choose how to draw it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from .equations import equation
 
 
 @dataclass(frozen=True)
@@ -25,12 +31,14 @@ class Term:
     latex: the term's defining equation in LaTeX (without ``$``).
     description: one line saying what the term is.
     value: the term's value (a tensor, an array, a number, or a small dict/list of them).
+    axes: the names of the value's axes (`xai_ref.equations.AXES`), one per dimension.
     """
 
     symbol: str
     latex: str
     description: str
     value: Any
+    axes: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"Term({self.symbol}: {_describe(self.value)})"
@@ -48,14 +56,20 @@ class Trace:
     meta: dict = field(default_factory=dict)
     steps: list[Term] = field(default_factory=list)
 
-    def add(self, symbol: str, latex: str, description: str, value: Any) -> Any:
-        """Append a term and return its value (so a method can write ``alpha = t.add(...)``)."""
-        if not symbol.isidentifier():
-            raise ValueError(f"a term's symbol must be a Python name, got {symbol!r}")
-        if symbol in self.symbols:
-            raise ValueError(f"the trace already has a term {symbol!r}; symbols must be unique")
-        self.steps.append(Term(symbol, latex, description, value))
+    def add(self, symbol: str, value: Any, *, of: str | None = None, **fill) -> Any:
+        """Append term ``symbol`` with its equation from `xai_ref.equations` (of this trace's method, or
+        of ``of``; ``fill`` fills the equation's placeholders) and return its value (so a method can
+        write ``alpha = t.add("alpha", ...)``)."""
+        eq = equation(of or self.method, symbol, **fill)
+        self.extend([Term(symbol, eq.latex, eq.description, value, eq.axes)])
         return value
+
+    def extend(self, terms) -> None:
+        """Append terms taken from another trace (a method built on another: Guided Grad-CAM)."""
+        for term in terms:
+            if term.symbol in self.symbols:
+                raise ValueError(f"the trace already has a term {term.symbol!r}; symbols must be unique")
+            self.steps.append(term)
 
     @property
     def symbols(self) -> list[str]:

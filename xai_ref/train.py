@@ -184,6 +184,7 @@ def train(
                     scale=scale,
                 )
                 for m, n in ((1, cfg["images_per_epoch"] - n2), (2, n2))
+                if n > 0
             ]
             order = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(cfg["images_per_epoch"]))
             x_all = torch.from_numpy(np.concatenate([p.images for p in parts]))[order]

@@ -15,26 +15,11 @@ from .data import concepts as concepts_module
 from .data.shapes import ShapesBatch
 from .trace import Trace
 
-__all__ = ["TERMS", "UNNAMED", "Unit", "check_masks", "check_settings", "probe_set", "quantile_position", "trace",
+__all__ = ["UNNAMED", "Unit", "check_masks", "check_settings", "probe_set", "quantile_position", "trace",
            "units"]
 
 #: The name of a unit whose best IoU is not above the floor.
 UNNAMED = "unnamed"
-
-#: Each term's LaTeX and description, shared with the NumPy twin (same Trace, term by term).
-TERMS = {
-    "A": (r"a_k(x),\ k = 1..K", "activations of layer {layer} (the first {keep} probe images; all {n} streamed)"),
-    "T": (r"P(a_k > T_k) = {q}", "each unit's top-quantile threshold over every position of every probe image"),
-    "M": (r"M_k(x) = S_k(x) \geq T_k,\quad S_k = \mathrm{up}(a_k)",
-          "the unit's mask: its bilinearly upsampled map above T_k (the first {keep} probe images)"),
-    "I": (r"\sum_x |M_k(x) \cap L_c(x)|", "pixels in both the unit's mask and concept c's mask, over the set"),
-    "U": (r"\sum_x |M_k(x) \cup L_c(x)|", "pixels in either mask, over the set"),
-    "IoU": (r"\mathrm{IoU}_{k,c} = \frac{\sum_x |M_k(x) \cap L_c(x)|}{\sum_x |M_k(x) \cup L_c(x)|}",
-            "how well the unit's mask matches each concept's masks"),
-    "name": (r"c^* = \arg\max_c \mathrm{IoU}_{k,c}\ \text{if}\ \mathrm{IoU}_{k,c^*} > {floor}",
-             "each unit's best concept, or 'unnamed' when its best IoU is not above the floor"),
-}
-
 
 @dataclass(frozen=True)
 class Unit:
@@ -130,16 +115,13 @@ def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int,
                     out=np.zeros(tuple(U.shape)), where=np.asarray(U) > 0)
     n = len(a_max)
     order = np.argsort(-np.asarray(a_max), axis=0, kind="stable")[:top].T      # (K, top): each unit's top images
-    t = Trace("dissection", meta={
+    t = Trace("dissection", meta={"target": None,
         "layer": layer, "concepts": tuple(concepts.names), "quantile": q, "iou_floor": floor, "n": n,
         "positions": positions, "M_size": M_size, "L_size": L_size, "above": counts["above"],
         "floor": counts["floor"], "top": np.ascontiguousarray(order)})
-    fmt = {"layer": layer, "keep": min(keep, n), "n": n, "q": f"{q:g}", "floor": f"{floor:g}"}
-    values = {"A": counts["A"], "T": counts["T"], "M": counts["M"], "I": I, "U": U, "IoU": as_value(iou)}
-    for symbol, value in values.items():
-        latex, description = TERMS[symbol]
-        t.add(symbol, latex.replace("{q}", fmt["q"]), description.format(**fmt), value)
-    latex, description = TERMS["name"]
-    t.add("name", latex.replace("{floor}", fmt["floor"]), description,
-          units(iou, np.asarray(counts["T"]), concepts.names, floor))
+    for symbol in ("A", "T", "M", "I", "U"):
+        t.add(symbol, {"A": counts["A"], "T": counts["T"], "M": counts["M"], "I": I, "U": U}[symbol],
+              layer=layer, keep=min(keep, n), n=n, q=f"{q:g}")
+    t.add("IoU", as_value(iou))
+    t.add("name", units(iou, np.asarray(counts["T"]), concepts.names, floor), floor=f"{floor:g}")
     return t

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..checks import as_count, as_number, as_range, as_seed, check_ascent_args, is_int
+from ..checks import as_classes, as_count, as_number, as_range, as_seed, check_ascent_args
 from ..trace import Trace
 from .gradients import check_batch, forward_backward, is_neuron
 from .network import Sequential
@@ -31,16 +31,6 @@ def gaussian_blur(img: np.ndarray, sigma: float, padding: str = "replicate") -> 
     img = np.pad(img, ((0, 0), (0, 0), (r, r), (r, r)), mode={"reflect": "reflect", "replicate": "edge"}[padding])
     img = np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=3) @ k    # along the width
     return np.lib.stride_tricks.sliding_window_view(img, 2 * r + 1, axis=2) @ k   # along the height
-
-
-def _classes(target, n: int) -> list[int]:
-    """``target`` as a list of classes: an int repeated n times, or a sequence as it is."""
-    if is_int(target):
-        return [int(target)] * n
-    if isinstance(target, (list, tuple, np.ndarray)) and len(target) and all(is_int(c) for c in target):
-        return [int(c) for c in target]
-    raise TypeError(f"target must be a class index (int) or a sequence of class indices (one per image), "
-                    f"got {target!r}")
 
 
 def _norm(g: np.ndarray) -> np.ndarray:
@@ -70,7 +60,7 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     seed, snapshot_every = as_seed(seed), as_count(snapshot_every, "snapshot_every")
     dtype = next(l.W.dtype for l in net.layers if hasattr(l, "W"))
-    classes = None if is_neuron(target) else _classes(target, 1)
+    classes = None if is_neuron(target) else as_classes(target, 1)
     n = 1 if classes is None else len(classes)
     rng = np.random.default_rng(seed)
     if isinstance(init, np.ndarray):
@@ -85,9 +75,10 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     else:
         raise ValueError(f"init must be 'zeros', 'random' or an image array of shape {tuple(shape)}, got {init!r}")
     I = np.clip(I, *pixel_range)
-    t = Trace("class_model", meta={"target": target, "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
+    t = Trace("class_model", meta={"target": None,
+                                   "lr": lr, "l2": l2, "jitter": jitter, "blur_every": blur_every,
                                    "blur_sigma": blur_sigma, "seed": seed, "snapshot_steps": []})
-    t.add("I0", r"I_0 = 0", "the starting image", I.copy())
+    t.add("I0", I.copy())
     curves = {k: [] for k in ("S", "R", "grad_norm")}
     snapshots = []
     for step in range(steps):
@@ -105,12 +96,13 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
         if (step + 1) % snapshot_every == 0 or step == steps - 1:
             snapshots.append(I.copy())
             t.meta["snapshot_steps"].append(step + 1)
-    S = t.add("S", r"S_c(I_t)", "the target score at each step", np.stack(curves["S"]))
-    R = t.add("R", r"\lambda \lVert I_t \rVert_2^2", "the L2 penalty at each step", np.stack(curves["R"]))
-    t.add("J", r"J(I_t) = S_c(I_t) - \lambda \lVert I_t \rVert_2^2", "the objective being maximised", S - R)
-    t.add("grad_norm", r"\lVert \nabla_I J \rVert_2", "size of the gradient at each step", np.stack(curves["grad_norm"]))
-    t.add("snapshots", r"I_t", "the image every few steps", np.stack(snapshots))
-    t.add("image", r"I^* = \arg\max_I S_c(I) - \lambda \lVert I \rVert_2^2", "the class model image", I)
+    t.meta["target"] = p.classes                    # the classes, as the pass checked them (None: a neuron)
+    S = t.add("S", np.stack(curves["S"]))
+    R = t.add("R", np.stack(curves["R"]))
+    t.add("J", S - R)
+    t.add("grad_norm", np.stack(curves["grad_norm"]))
+    t.add("snapshots", np.stack(snapshots))
+    t.add("image", I)
     return t
 
 
@@ -129,8 +121,8 @@ def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_s
     if pixel_range is not None:
         pixel_range = as_range(pixel_range, "pixel_range", bounded=False)
     I = x.copy()
-    classes = _classes(target, x.shape[0])
-    t = Trace("fooling_image", meta={"target": classes, "lr": lr})
+    classes = as_classes(target, x.shape[0])
+    t = Trace("fooling_image", meta={"target": None, "lr": lr})
     c = np.asarray(classes)
     S, pred = [], []
     for k in range(max_steps + 1):
@@ -144,10 +136,11 @@ def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_s
         I = I + lr * g / _norm(g)[:, None, None, None] * active[:, None, None, None]
         if pixel_range is not None:
             I = np.clip(I, *pixel_range)
-    t.add("S", r"S_t(x_k)", "the target class score at each step", np.stack(S))
-    pred_t = t.add("pred", r"\arg\max_c S_c(x_k)", "the predicted class at each step", np.stack(pred))
-    image = t.add("image", r"x' = x + \sum_k \eta\, g_k / \lVert g_k \rVert", "the fooling image", I)
-    t.add("delta", r"x' - x", "the change: small, yet it flips the prediction", image - x)
-    t.add("fooled", r"\arg\max_c S_c(x') = t", "whether each image is now classified as its target",
+    t.meta["target"] = p.classes
+    t.add("S", np.stack(S))
+    pred_t = t.add("pred", np.stack(pred))
+    image = t.add("image", I)
+    t.add("delta", image - x)
+    t.add("fooled",
           pred_t[-1] == c)
     return t

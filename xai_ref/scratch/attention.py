@@ -63,16 +63,13 @@ def attention_transfer(student: np.ndarray, teacher: np.ndarray, p: float = 2, k
     """The attention-transfer equation for one pair of layers, term by term:
     ``A_S``, ``A_T`` -> ``Q_S``, ``Q_T`` (B,h,w) -> ``q_S``, ``q_T`` (B,h*w) -> ``loss``."""
     (S, T), = _pairs(student, teacher)
-    t = Trace("attention_transfer", meta={"p": p, "kind": kind})
-    t.add("A_S", r"A_S \in \mathbb{R}^{C_S \times h \times w}", "student activations", S)
-    t.add("A_T", r"A_T \in \mathbb{R}^{C_T \times h \times w}", "teacher activations", T)
+    t = Trace("attention_transfer", meta={"target": None, "p": p, "kind": kind})
+    t.add("A_S", S)
+    t.add("A_T", T)
     agg = r"\sum_c" if kind == "sum" else r"\max_c"
-    t.add("Q_S", rf"Q_S = {agg} |A_{{S,c}}|^{{{p}}}", "student attention map", attention_map(S, p, kind))
-    t.add("Q_T", rf"Q_T = {agg} |A_{{T,c}}|^{{{p}}}", "teacher attention map", attention_map(T, p, kind))
-    qS = t.add("q_S", r"q_S = \frac{\mathrm{vec}(Q_S)}{\lVert \mathrm{vec}(Q_S) \rVert_2}", "student map, unit length",
-               normalised_attention(S, p, kind))
-    qT = t.add("q_T", r"q_T = \frac{\mathrm{vec}(Q_T)}{\lVert \mathrm{vec}(Q_T) \rVert_2}", "teacher map, unit length",
-               normalised_attention(T, p, kind))
-    t.add("loss", r"\mathcal{L}_{AT} = \frac{1}{B\,hw}\sum_{b,i} (q_S - q_T)_{b,i}^2",
-          "the AT loss as in the reference code (mean squared difference)", float(((qS - qT) ** 2).mean()))
+    t.add("Q_S", attention_map(S, p, kind), agg=agg, p=p)
+    t.add("Q_T", attention_map(T, p, kind), agg=agg, p=p)
+    qS = t.add("q_S", normalised_attention(S, p, kind))
+    qT = t.add("q_T", normalised_attention(T, p, kind))
+    t.add("loss", ((qS - qT) ** 2).mean())
     return t

@@ -18,24 +18,12 @@ from ..trace import Trace
 from .gradients import forward_backward
 from .network import Sequential
 
-_RULE_TEXT = {
-    "backprop": (r"\frac{\partial S_c}{\partial I}", "gradient of the target score at the input pixels"),
-    "deconvnet": (r"R^{l} = \max(R^{l+1}, 0)\ \text{at every ReLU}",
-                  "signal passed down by the deconvnet rule (ReLU on the top signal, pooling switches)"),
-    "guided": (r"R^{l} = [f^{l} > 0] \cdot \max(R^{l+1}, 0)\ \text{at every ReLU}",
-               "signal passed down by the guided rule (forward mask and positive top signal)"),
-}
-
-MAP_LATEX = r"M_{ij} = \max_{ch} |g_{ch,ij}|"
-
-
 def _input_signal(method: str, rule: str, net: Sequential, x: np.ndarray, target) -> Trace:
     """``grad`` (B,C,H,W): the signal at the input under ``rule``; ``map`` (B,H,W) = max_ch |grad|."""
     p = forward_backward(net, x, target, rule=rule)
     t = Trace(method, meta={"target": p.classes, "y": p.y, "rule": rule})
-    latex, text = _RULE_TEXT[rule]
-    g = t.add("grad", latex, text, p.dY_dx)
-    t.add("map", MAP_LATEX, "largest magnitude over the colour channels at each pixel", np.abs(g).max(1))
+    g = t.add("grad", p.dY_dx)
+    t.add("map", np.abs(g).max(1))
     return t
 
 

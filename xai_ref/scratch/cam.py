@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..compose import guided
 from ..trace import Trace
 from .backprop import guided_backprop
 from .gradients import Pass, check_batch, forward_backward, layer_name, resize, target_classes
@@ -63,10 +64,10 @@ def gap(net: Sequential, x: np.ndarray, layer=None, fc=None) -> Trace:
     last spatial layer); ``fc``: the linear layer (default: the last Linear).
     """
     A, _, W, b, name = _gap_head(net, x, layer, fc)
-    t = Trace("gap", meta={"layer": name})
-    t.add("A", r"A^k \in \mathbb{R}^{h \times w},\ k = 1..K", "the last feature maps", A)
-    F = t.add("F", r"F^k = \frac{1}{Z}\sum_{i}\sum_{j} A^k_{ij}", "global average of each feature map", A.mean((2, 3)))
-    t.add("S", r"S_c = \sum_k W_{c,k} F^k + b_c", "class scores: one linear layer on the pooled values", F @ W.T + b)
+    t = Trace("gap", meta={"target": None, "layer": name})
+    t.add("A", A)
+    F = t.add("F", A.mean((2, 3)))
+    t.add("S", F @ W.T + b)
     return t
 
 
@@ -83,14 +84,11 @@ def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Tra
     f, scores, W, b, name = _gap_head(net, x, layer, fc)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1))
     t = Trace("cam", meta={"target": c, "layer": name, "y": scores[np.arange(len(c)), c]})
-    t.add("f", r"f_k(x,y),\ k = 1..K", "the last convolutional feature maps", f)
-    w = t.add("w", r"w^c_k = W_{c,k}", "weight of feature map k in the score of class c", W[c])
-    M = t.add("M", r"M_c(x,y) = \sum_k w^c_k f_k(x,y)", "class activation map: the weighted sum of the maps",
-              np.einsum("bk,bkhw->bhw", w, f))
-    t.add("S", r"S_c = \frac{1}{Z}\sum_{x,y} M_c(x,y) + b_c",
-          "check: averaging M gives back the class score (GAP and the sum over k commute)",
-          M.mean((1, 2)) + b[c])
-    t.add("map", r"\mathrm{up}(M_c)", "M upsampled bilinearly to the input size", resize(M, x.shape[2:]))
+    t.add("f", f)
+    w = t.add("w", W[c])
+    M = t.add("M", np.einsum("bk,bkhw->bhw", w, f))
+    t.add("S", M.mean((1, 2)) + b[c])
+    t.add("map", resize(M, x.shape[2:]))
     return t
 
 
@@ -99,9 +97,8 @@ def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Tra
 
 def _alpha_grad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
     """Grad-CAM: alpha^c_k = 1/Z sum_ij dy^c/dA^k_ij  (B,K)."""
-    latex = r"\alpha^c_k = \frac{1}{Z}\sum_i\sum_j " + ("-" if sign < 0 else "") + r"\frac{\partial y^c}{\partial A^k_{ij}}"
-    return t.add("alpha", latex, "importance of map k: its gradient averaged over positions"
-                 + (" (negated: counterfactual)" if sign < 0 else ""), sign * p.dY_dA.mean((2, 3)))
+    return t.add("alpha", sign * p.dY_dA.mean((2, 3)), sign="-" if sign < 0 else "",
+                 counterfactual=" (negated: counterfactual)" if sign < 0 else "")
 
 
 def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> np.ndarray:
@@ -109,13 +106,8 @@ def _alpha_grad_cam_pp(p: Pass, t: Trace, sign: float) -> np.ndarray:
     g, A = sign * p.dY_dA, p.A
     denominator = 2 * g**2 + g**3 * A.sum((2, 3), keepdims=True)     # sum_ab A_ab times g_ij cubed
     nonzero = denominator != 0
-    a = t.add("a", r"a^{kc}_{ij} = \frac{(\partial y^c/\partial A^k_{ij})^2}{2(\partial y^c/\partial A^k_{ij})^2"
-              r" + \sum_{a,b} A^k_{ab}(\partial y^c/\partial A^k_{ij})^3}",
-              "pixel-wise weighting coefficients (0 where the denominator is 0)",
-              np.where(nonzero, g**2 / np.where(nonzero, denominator, 1), 0))
-    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j a^{kc}_{ij}\,\mathrm{ReLU}\!\left(\frac{\partial y^c}"
-                 r"{\partial A^k_{ij}}\right)", "importance of map k: positive gradients weighted by a "
-                 "(the paper's w_k^c)", (a * np.maximum(g, 0)).sum((2, 3)))
+    a = t.add("a", np.where(nonzero, g**2 / np.where(nonzero, denominator, 1), 0))
+    return t.add("alpha", (a * np.maximum(g, 0)).sum((2, 3)))
 
 
 def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
@@ -123,10 +115,7 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
     g, A = sign * p.dY_dA, p.A
     total = A.sum((2, 3))
     nonzero = total != 0
-    return t.add("alpha", r"\alpha^c_k = \sum_i\sum_j \frac{A^k_{ij}}{\sum_{a,b} A^k_{ab}}\,"
-                 r"\frac{\partial y^c}{\partial A^k_{ij}}", "importance of map k: gradient averaged with the "
-                 "activation as weights (0 for an all-zero map)",
-                 np.where(nonzero, (A * g).sum((2, 3)) / np.where(nonzero, total, 1), 0))
+    return t.add("alpha", np.where(nonzero, (A * g).sum((2, 3)) / np.where(nonzero, total, 1), 0))
 
 
 def _grad_cam_family(method: str, alpha_fn, net, x, target, layer, counterfactual) -> Trace:
@@ -136,15 +125,12 @@ def _grad_cam_family(method: str, alpha_fn, net, x, target, layer, counterfactua
         raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
                          f"{p.A.shape}. Pick a convolutional layer (layer=None picks the last one)")
     t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
-    A = t.add("A", r"A^k,\ k = 1..K", f"feature maps of layer {p.layer}", p.A)
-    t.add("dY_dA", r"\frac{\partial y^c}{\partial A^k_{ij}}", "gradient of the target score at the feature maps",
-          p.dY_dA)
+    A = t.add("A", p.A, layer=p.layer)
+    t.add("dY_dA", p.dY_dA)
     alpha = alpha_fn(p, t, -1.0 if counterfactual else 1.0)
-    weighted = t.add("weighted", r"\sum_k \alpha^c_k A^k", "the maps weighted by their importance and summed",
-                     np.einsum("bk,bkhw->bhw", alpha, A))
-    L = t.add("L", r"L^c = \mathrm{ReLU}\left(\sum_k \alpha^c_k A^k\right)",
-              "keep only what increases the score (layer resolution)", np.maximum(weighted, 0))
-    t.add("map", r"\mathrm{up}(L^c)", "L upsampled bilinearly to the input size", resize(L, x.shape[2:]))
+    weighted = t.add("weighted", np.einsum("bk,bkhw->bhw", alpha, A))
+    L = t.add("L", np.maximum(weighted, 0))
+    t.add("map", resize(L, x.shape[2:]))
     return t
 
 
@@ -193,12 +179,4 @@ def guided_grad_cam(net: Sequential, x: np.ndarray, target=None, layer=None) -> 
     gc = grad_cam(net, x, target, layer)
     classes = gc.meta["target"]
     gb = guided_backprop(net, x, classes if classes is not None else target)
-    t = Trace("guided_grad_cam", meta=dict(gc.meta))
-    for term in gc.steps[:-1]:
-        t.add(term.symbol, term.latex, term.description, term.value)
-    L_up = t.add("L_up", r"\mathrm{up}(L^c)", "Grad-CAM upsampled bilinearly to the input size", gc.map[:, None])
-    R = t.add("R", gb.term("grad").latex, "guided backpropagation: fine detail, not class-discriminative", gb.grad)
-    guided = t.add("guided", r"R \odot \mathrm{up}(L^c)", "guided backprop kept where Grad-CAM is high", R * L_up)
-    t.add("map", r"M_{ij} = \max_{ch} |(R \odot \mathrm{up}(L^c))_{ch,ij}|", "largest magnitude over colour channels",
-          np.abs(guided).max(1))
-    return t
+    return guided(gc, gb.grad)

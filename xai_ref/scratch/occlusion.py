@@ -72,12 +72,11 @@ def occlusion(net: Sequential, x: np.ndarray, target=None, window=8, stride=4, b
 
     t = Trace("occlusion", meta={"target": None if is_neuron(key) or callable(key) else key, "y": y,
                                  "window": (h, w), "stride": (sh, sw), "baseline": baseline})
-    t.add("corners", r"(u, v) \in \{0, s, 2s, \dots\}^2", "top-left corner of each occluder position", corners)
-    t.add("drop", r"\Delta_{uv} = y^c(x) - y^c(x_{uv})", "score drop with the square at (u, v) occluded",
+    t.add("corners", corners)
+    t.add("drop",
           drops.reshape(B, len(us), len(vs)))
     coverage = windows.sum(0)                                                    # (H, W) windows per pixel
     total = np.einsum("bp,phw->bhw", drops, windows.astype(x.dtype))
-    t.add("map", r"M_{ij} = \mathrm{mean}\{\Delta_{uv} : (i,j) \in \text{window}(u,v)\}",
-          "mean score drop over the occluder positions covering each pixel",
+    t.add("map",
           np.where(coverage > 0, total / np.maximum(coverage, 1), 0).astype(x.dtype))
     return t
