@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xai_ref.hooks import Hooks, LayerReuseWarning, ReLURuleWarning, named_layer, relu_backward
+from xai_ref.hooks import Hooks, LayerReuseWarning, ReLURuleWarning, relu_backward
+from xai_ref.layer_names import named_layer
 from conftest import hook_count
 
 

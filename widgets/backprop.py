@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 import xai_ref as xr
-from xai_ref.hooks import Hooks, relu_backward, split_call
+from xai_ref.hooks import Hooks, relu_backward
+from xai_ref.layer_names import split_call
 
 from . import inputs, render
 from .cache import Memo

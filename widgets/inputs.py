@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from xai_ref.data import photos, shapes
-from xai_ref.hooks import Hooks, LayerReuseWarning, split_call
+from xai_ref.hooks import Hooks, LayerReuseWarning
+from xai_ref.layer_names import split_call
 from xai_ref.inputs import class_logits
 from xai_ref.models import efficientnet, load, shapes_nets, weights_path
 

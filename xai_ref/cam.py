@@ -18,7 +18,8 @@ from torch import nn
 from .checks import as_count
 from .compose import guided
 from .gradients import Pass, forward_backward
-from .hooks import Hooks, named_layer
+from .hooks import Hooks
+from .layer_names import named_layer
 from .inputs import check_batch, class_logits, fast_layout, resize, target_classes
 from .trace import Trace
 

@@ -47,6 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .geometry import SHAPE_FNS, rasterize
+
 __all__ = [
     "ALL_CLASSES",
     "CLASSES",
@@ -107,97 +109,7 @@ _N_STROKES = 4  # strokes of clutter per image
 _STROKE_HALF_LEN = (0.05, 0.12)  # half-length of a stroke
 _STROKE_HALF_WIDTH = (0.55, 0.9)  # in pixels: thin at every image size
 
-# ---------------------------------------------------------------------------------------------------
-# Shapes: implicit inequalities in local coordinates (u, v); every shape lies inside u² + v² <= 1.
-# ---------------------------------------------------------------------------------------------------
-
-
-def _polygon(u, v, m):
-    """Regular ``m``-gon with circumradius 1: inside iff inside every edge's half-plane."""
-    apothem = np.float32(np.cos(np.pi / m))
-    inside = None
-    for k in range(m):
-        theta = (2 * k + 1) * np.pi / m  # direction of the normal of edge k
-        half = u * np.float32(np.cos(theta)) + v * np.float32(np.sin(theta)) <= apothem
-        inside = half if inside is None else inside & half
-    return inside
-
-
-def _star(u, v, points=5, inner=0.45):
-    """Star with outer radius 1 and inner radius ``inner``: fold the angle into one half-spike."""
-    alpha = 2 * np.pi / points
-    phi = np.abs(np.mod(np.arctan2(v, u) + np.float32(alpha / 2), np.float32(alpha)) - np.float32(alpha / 2))
-    rho = np.hypot(u, v)
-    pu, pv = rho * np.cos(phi), rho * np.sin(phi)
-    # The edge from the outer vertex O = (1, 0) to the inner vertex I at angle alpha / 2; the origin
-    # lies on the side where cross(I - O, p - O) >= 0.
-    du, dv = inner * np.cos(alpha / 2) - 1.0, inner * np.sin(alpha / 2)
-    return np.float32(du) * pv - np.float32(dv) * (pu - 1) >= 0
-
-
-def _circle(u, v):
-    return u * u + v * v <= 1
-
-
-def _square(u, v):
-    return _polygon(u, v, 4)
-
-
-def _triangle(u, v):
-    return _polygon(u, v, 3)
-
-
-def _plus(u, v):
-    au, av = np.abs(u), np.abs(v)
-    return ((au <= 0.3) & (av <= 0.95)) | ((av <= 0.3) & (au <= 0.95))
-
-
-def _ring(u, v):
-    rr = u * u + v * v
-    return (rr <= 1) & (rr >= 0.55**2)
-
-
-def _crescent(u, v):
-    return (u * u + v * v <= 1) & ((u - 0.5) ** 2 + v * v > 0.8**2)
-
-
-def _half_disc(u, v):
-    w = v + np.float32(0.4)  # shift so the half disc is centred in its disc
-    return (u * u + w * w <= 0.84) & (w >= 0)
-
-
-def _ellipse(u, v):
-    return u * u + (2 * v) ** 2 <= 1
-
-
-def _hexagon(u, v):
-    return _polygon(u, v, 6)
-
-
-_SHAPE_FNS = {
-    "circle": _circle,
-    "square": _square,
-    "triangle": _triangle,
-    "plus": _plus,
-    "star": _star,
-    "ring": _ring,
-    "crescent": _crescent,
-    "half_disc": _half_disc,
-    "ellipse": _ellipse,
-    "hexagon": _hexagon,
-}
-assert tuple(_SHAPE_FNS) == ALL_CLASSES
-
-
-def rasterize(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Boolean mask of shape ``name`` at local coordinates ``(u, v)`` (any matching shapes).
-
-    Local coordinates are the pixel centre minus the object centre, rotated by minus the object's angle
-    and divided by its radius; every shape lies inside ``u² + v² <= 1``.
-    """
-    if name not in _SHAPE_FNS:
-        raise ValueError(f"unknown shape {name!r}; valid shapes: {ALL_CLASSES}")
-    return _SHAPE_FNS[name](np.asarray(u, np.float32), np.asarray(v, np.float32))
+assert tuple(SHAPE_FNS) == ALL_CLASSES
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -464,7 +376,7 @@ def generate(
             a, b = (cos * inv_r)[sel, None], (sin * inv_r)[sel, None]
             u = (dx[sel] * a)[:, None, :] + (dy[sel] * b)[:, :, None]  # rotate by -angle, scale by 1/r
             v = (dy[sel] * a)[:, :, None] - (dx[sel] * b)[:, None, :]
-            j, y, x = np.nonzero(_SHAPE_FNS[classes[c]](u, v))  # (len(sel), s, s) -> inside pixels
+            j, y, x = np.nonzero(SHAPE_FNS[classes[c]](u, v))  # (len(sel), s, s) -> inside pixels
             i = sel[j]
             p = (origin[i, 1] + y) * size + origin[i, 0] + x
             masks[i, k, p] = True
