@@ -115,3 +115,20 @@ def test_guided_grad_cam_is_composed_once_from_any_grad_cam_family_trace():
     assert torch.equal(xr.guided_grad_cam(vgg, x).map, compose.guided(xr.grad_cam(vgg, x), R).map)
     with pytest.raises(TypeError, match="Grad-CAM-family"):
         compose.guided(xr.saliency(vgg, x), R)
+
+
+def test_every_public_function_names_the_lesson_that_builds_it():
+    import inspect
+
+    import widgets
+    from xai_ref import metrics
+
+    public = [getattr(m, n) for m in (xr, metrics, scratch, widgets, xr.dissection, xr.textual) for n in m.__all__
+              if callable(getattr(m, n))]
+    missing = []
+    for f in public:
+        doc = inspect.getdoc(f) or ""
+        lesson = doc.rpartition("Lesson: ``")[2].partition("``")[0]
+        if not lesson or not (ROOT / lesson).is_file():
+            missing.append(f.__qualname__)
+    assert not missing, missing

@@ -44,6 +44,8 @@ class AscentExplorer(Explorer):
 
     In a running kernel the run advances one chunk per event-loop turn, so pause and the other controls
     respond while it runs; without one (tests, scripts) setting ``run`` to True runs to the end first.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
 
     title = "Class model: gradient ascent on the input"

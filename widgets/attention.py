@@ -53,6 +53,8 @@ class AttentionExplorer(Explorer):
     ``p`` (the exponent), ``kind`` ("sum" or "max"), ``pixel_range``.
 
     Controls: ``pair``, ``p``, ``kind``, and the stepper's ``step`` and ``channel``.
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
     """
 
     title = "Attention transfer: where does each network look?"

@@ -50,6 +50,8 @@ class BackpropExplorer(Explorer):
     What a model cannot show is switched off with its reason: deconvnet and guided backprop on a model
     with no ReLU (GELU, SiLU), the magnifier on a model with no ``nn.ReLU``/``nn.ReLU6`` module (ReLUs
     computed by ``F.relu`` have no module whose input could be shown; the side-by-side maps still work).
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
 
     title = "Saliency, deconvnet, guided backprop: one backward pass, three ReLU rules"

@@ -31,6 +31,8 @@ class CAMExplorer(Explorer):
 
     Controls: ``target``, ``top_k``, ``row``, ``col`` (the position in the h×w map), ``threshold``,
     and the stepper's ``step`` and ``channel``.
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
 
     title = "CAM: M_c(x,y) = Σ_k w_k^c f_k(x,y)"

@@ -69,6 +69,8 @@ class DissectionExplorer(Explorer):
     the cells above T_k, the masks M_k, M_k against L_c: red only M_k, green only L_c, yellow both; at the
     last step L_c of the best concept c*, whatever ``concept`` says); the
     IoU of every concept (bars, best in red); and the step's equation with this unit's numbers.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
 
     title = "Network Dissection: IoU_{k,c} = Σ|M_k ∩ L_c| / Σ|M_k ∪ L_c|"

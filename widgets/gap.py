@@ -48,6 +48,8 @@ class GAPExplorer(Explorer):
 
     Controls: ``dx``, ``dy`` (the shift of the input), ``mode`` (``"roll"`` or ``"pad"``), and the
     stepper's ``step`` and ``channel``.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
 
     title = "Global average pooling: A → F = mean of each map → S = W F + b"

@@ -38,6 +38,8 @@ class GradCAMExplorer(Explorer):
     layer's h×w map), and the stepper's ``step`` and ``channel``. The guided-backprop signal depends on the
     class only, so changing the layer or the method does not recompute it. On a model without ReLUs
     (GELU, SiLU, Hardswish) the Guided Grad-CAM panel says why it is off; everything else works.
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
 
     title = "Grad-CAM: weights from gradients, then a weighted sum of feature maps"

@@ -40,6 +40,8 @@ class MetricsExplorer(Explorer):
 
     Controls: ``method``, ``target``, ``kind``, ``k`` (the step of the run shown), ``threshold``, and the
     stepper's ``step`` and ``channel`` (the explanation's trace).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
 
     title = "Evaluating a map: deletion / insertion and the localization box"

@@ -49,6 +49,8 @@ class HumanStudy(W.VBox):
     64×64 image enlarged, then the visualization for one class, or model A's and model B's side by side;
     the method is not shown), a status line (what is missing, where answers go), and after the last
     trial the student's own score per method and study.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
 
     scale = 4   # 64 x 64 images are shown at 256 x 256

@@ -80,6 +80,8 @@ class Stepper(W.VBox):
 
     ``controls``: ``step`` (1-based) and ``channel`` (the feature map k shown enlarged / in red).
     ``marker``: ``(row, col)`` a cell drawn on maps (the pixel picker of an explorer), or None.
+
+    Lesson: ``lessons/00_tour.ipynb``.
     """
 
     def __init__(self, trace=None, rgb: np.ndarray | None = None, pixel_range=(0.0, 1.0), class_names=None,

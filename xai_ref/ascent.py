@@ -36,6 +36,8 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     The trace: ``I0`` the start, ``S`` (steps,B) the score, ``R`` (steps,B) the penalty ``l2 ||I||^2``,
     ``J`` = S - R, ``grad_norm`` (steps,B), ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps
     (steps listed in ``meta["snapshot_steps"]``) and ``image`` the result (B,C,H,W).
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     seed, snapshot_every = as_seed(seed), as_count(snapshot_every, "snapshot_every")
@@ -106,6 +108,8 @@ def fooling_image(model: nn.Module, x: torch.Tensor, target, lr: float = 1.0, ma
     classified as its target or ``max_steps`` is reached (optionally clamped to ``pixel_range``). The
     trace: ``S`` (steps,B) the target score, ``pred`` (steps,B) the predicted class, ``image`` the
     result, ``delta`` = image - x (usually invisible to a human), and ``fooled`` (B,) bool.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     check_batch(model, x)
     max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)

@@ -33,7 +33,10 @@ def _check_p(p) -> None:
 
 
 def attention_map(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Tensor:
-    """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w)."""
+    """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w).
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     _check_activations(A, "A")
     _check_p(p)
     as_choice(kind, "kind", KINDS)
@@ -42,7 +45,10 @@ def attention_map(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Ten
 
 
 def normalised_attention(A: torch.Tensor, p: float = 2, kind: str = "sum") -> torch.Tensor:
-    """``q = vec(Q) / ||vec(Q)||_2`` (B, h*w): the attention map flattened and scaled to unit length."""
+    """``q = vec(Q) / ||vec(Q)||_2`` (B, h*w): the attention map flattened and scaled to unit length.
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     Q = attention_map(A, p, kind).flatten(1)
     return Q / Q.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
@@ -82,6 +88,8 @@ def at_loss(student: Sequence[torch.Tensor] | torch.Tensor, teacher: Sequence[to
     batch and the h*w positions (and the channel mean instead of the sum in Q, which the normalisation
     cancels). Multiply by ``beta/2`` (the paper uses beta = 1000) when adding it to the training loss.
     The teacher's maps are treated as constants.
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
     """
     _check_p(p)
     return sum(((normalised_attention(S, p) - normalised_attention(T.detach(), p)) ** 2).mean()
@@ -89,7 +97,10 @@ def at_loss(student: Sequence[torch.Tensor] | torch.Tensor, teacher: Sequence[to
 
 
 def attention_transfer(student: torch.Tensor, teacher: torch.Tensor, p: float = 2, kind: str = "sum") -> Trace:
-    """The attention-transfer equation for one pair of layers, term by term (for stepping through)."""
+    """The attention-transfer equation for one pair of layers, term by term (for stepping through).
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     pairs = _pairs(student, teacher)
     if len(pairs) != 1:
         raise ValueError(f"attention_transfer steps through one pair of layers; got {len(pairs)} student and "

@@ -32,6 +32,8 @@ def saliency(model: nn.Module, x: torch.Tensor, target=None, logits=None) -> Tra
     ``grad = dS_c/dI`` (B,C,H,W), the gradient of the pre-softmax score; ``map = max_ch |grad|`` (B,H,W).
     ``target``: None (predicted class), int, sequence of B ints, a callable ``f(output) -> (B,)``, or a
     `Neuron`.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     return _input_signal("saliency", "backprop", model, x, target, logits)
 
@@ -42,6 +44,8 @@ def deconvnet(model: nn.Module, x: torch.Tensor, target=None, logits=None) -> Tr
     The top signal (one-hot class score, or a single `Neuron`) goes down with transposed convolutions,
     max-pool switches, and at each ReLU ``R^l = max(R^{l+1}, 0)``. ``grad`` (B,C,H,W), ``map`` =
     ``max_ch |grad|``.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     return _input_signal("deconvnet", "deconvnet", model, x, target, logits)
 
@@ -51,5 +55,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target=None, logits=None)
 
     At each ReLU ``R^l = [f^l > 0] * max(R^{l+1}, 0)``: only positive signal, only where the forward
     pass was active. ``grad`` (B,C,H,W), ``map`` = ``max_ch |grad|``.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     return _input_signal("guided_backprop", "guided", model, x, target, logits)

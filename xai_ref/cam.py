@@ -65,6 +65,8 @@ def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None, logits=None) -> 
     """Global average pooling into linear class scores (Lin, Chen & Yan, "Network in Network", ICLR 2014).
 
     ``A`` (B,K,h,w) -> ``F^k = 1/Z sum_ij A^k_ij`` (B,K) -> ``S = W F + b`` (B,classes).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     A, _, W, b, name = _gap_head(model, x, layer, fc, logits)
     t = Trace("gap", meta={"target": None, "layer": name})
@@ -84,6 +86,8 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None, log
     ``layer``: the layer before GAP (default: the last spatial layer); ``fc``: the linear layer (default:
     the last ``nn.Linear``); ``logits``: where the class scores are in a structured output
     (`xai_ref.inputs.class_logits`). Raises ValueError when the head is not GAP followed by linear class scores.
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     f, scores, W, b, name = _gap_head(model, x, layer, fc, logits)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1)).to(x.device)
@@ -137,6 +141,8 @@ def token_grid(tokens: torch.Tensor, prefix: int = 1) -> torch.Tensor:
     patch tokens, in row-major order, laid out on a square grid. Pass it to the Grad-CAM family as
     ``reshape=xr.token_grid`` (or ``reshape=lambda t: xr.token_grid(t, prefix=0)``): the activation and
     its gradient are reshaped alike, a pure re-indexing, so ``dy/dA`` on the grid is exact.
+
+    Lesson: ``lessons/09_your_own_model.ipynb``.
     """
     prefix = as_count(prefix, "prefix", 0)
     if not isinstance(tokens, torch.Tensor) or tokens.dim() != 3:
@@ -186,6 +192,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counter
     structured output (`xai_ref.inputs.class_logits`); ``reshape``: a function turning the layer's output
     into ``(B,K,h,w)`` maps, for a layer whose output is not one (tokens of a vision transformer:
     `token_grid`).
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     return _grad_cam_family("grad_cam", _alpha_grad_cam, model, x, target, layer, counterfactual, logits, reshape)
 
@@ -198,13 +206,18 @@ def grad_cam_pp(model: nn.Module, x: torch.Tensor, target=None, layer=None, coun
     0), ``alpha_k = sum_ij a_ij ReLU(g_ij)`` (the paper's eq. 19 with ``Y = exp(S)``). The paper's weights
     carry an extra factor ``exp(S^c)``, one positive number per image that only rescales the map (and
     overflows for large scores); like torch-cam and pytorch-grad-cam we leave it out.
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, model, x, target, layer, counterfactual, logits, reshape)
 
 
 def xgrad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, counterfactual: bool = False,
               logits=None, reshape=None) -> Trace:
-    """XGrad-CAM (Fu et al., BMVC 2020): ``alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij``."""
+    """XGrad-CAM (Fu et al., BMVC 2020): ``alpha_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij``.
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
+    """
     return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, model, x, target, layer, counterfactual, logits, reshape)
 
 
@@ -214,6 +227,8 @@ def guided_grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, 
     The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W) the bilinearly upsampled L,
     ``R`` (B,C,H,W) the guided-backprop gradient, ``guided = R * L_up`` (B,C,H,W), and
     ``map = max_ch |guided|`` (B,H,W).
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     # one forward pass, two backward passes: the ordinary gradient at the layer, the guided signal at the input
     p = forward_backward(model, x, target, wrt=("input", "layer"), layer=layer, rule="guided", layer_rule="backprop",

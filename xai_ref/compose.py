@@ -24,6 +24,8 @@ def guided(gc: Trace, R) -> Trace:
 
     The trace holds ``gc``'s terms up to ``L``, then ``L_up``, ``R``, ``guided`` and ``map``; its method is
     ``"guided_" + gc.method`` (``"guided_grad_cam"`` for Grad-CAM).
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     if not isinstance(gc, Trace) or gc.method not in FAMILY_NAMES:
         raise TypeError(f"gc must be the Trace of a Grad-CAM-family method {tuple(FAMILY_NAMES)}, got "

@@ -74,7 +74,10 @@ def _as_batch(images, model: nn.Module) -> torch.Tensor:
 
 
 def activations(model: nn.Module, layer, x: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """One forward pass; the layer's output (B,K,h,w) and its name."""
+    """One forward pass; the layer's output (B,K,h,w) and its name.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     with torch.no_grad(), Hooks(model, layers=[layer]) as h:
         model(x)
         a, name = h.activation(0), h.layer_name(0)
@@ -108,6 +111,8 @@ def dissect(model: nn.Module, layer=None, images=None, concepts=None, *, quantil
     quantile is taken over), ``M_size`` (K,) and ``L_size`` (C,) (so that ``U = M_size + L_size - I``),
     ``above`` (K,) positions with ``a_k > T_k``, ``floor`` (K,) each unit's minimum over the set (no mask
     pixel sits at it), ``top`` (K, top) the indices of the images with each unit's largest activations.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -152,7 +157,10 @@ def _thresholds(model, layer, x, slices, q, bar):
 
 
 def masks(a: torch.Tensor, size: tuple[int, int], T: torch.Tensor, floor_value: torch.Tensor) -> torch.Tensor:
-    """``M_k = up(a_k) >= T_k`` (and above the unit's floor) for a batch ``a`` (B,K,h,w): (B,K,H,W) bool."""
+    """``M_k = up(a_k) >= T_k`` (and above the unit's floor) for a batch ``a`` (B,K,h,w): (B,K,H,W) bool.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     B, K, h, w = a.shape
     S = resize(a.reshape(B * K, h, w), size).reshape(B, K, *size)
     return (S >= T[:, None, None]) & (S > floor_value[:, None, None])

@@ -23,6 +23,8 @@ class Neuron:
     ``layer``: a module or dotted name; ``channel``: the feature map k; ``position``: ``(i, j)`` in that
     map, ``"max"`` for each image's strongest activation in the map (what Zeiler & Fergus project
     down), or ``"sum"`` for the map's total response (their occlusion experiment on layer 5).
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
 
     layer: object
@@ -71,6 +73,8 @@ def forward_backward(model: nn.Module, x: torch.Tensor, target=None, *, wrt: tup
     The batch is explained in one pass: images do not interact in an eval-mode network, so the gradient
     of ``sum_b y_b`` with respect to image b is the gradient of ``y_b``. Gradients are computed also when
     called inside ``torch.no_grad()`` or ``torch.inference_mode()``.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     check_batch(model, x)
     wrt_input, wrt_layer = check_wrt(wrt)

@@ -249,6 +249,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float, padding: str = "replicate") -> 
 
     separable: the rows filtered with k, then the columns; the border filled by ``padding`` (one of
     :data:`BLUR_PADDING`). ``sigma`` = 0 returns a copy. The NumPy twin is `xai_ref.scratch.gaussian_blur`.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     if not (isinstance(x, torch.Tensor) and x.dim() == 4 and x.is_floating_point()):
         raise TypeError(f"x must be a floating-point tensor (B,C,H,W), got "

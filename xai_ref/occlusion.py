@@ -48,6 +48,8 @@ def occlusion(model: nn.Module, x: torch.Tensor, target=None, window=8, stride=4
     ``baseline``: a finite number or a tensor broadcastable to (C,H,W). The occluded images are evaluated
     ``batch_size`` at a time. ``logits``: where the class scores are in a structured output
     (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     check_batch(model, x)
     (h, w), (sh, sw) = as_pair(window, "window"), as_pair(stride, "stride")

@@ -90,6 +90,8 @@ class Trial:
     from the student). ``choices``: the two answers offered (two class names in alphabetical order, or
     `MODEL_CHOICES`). ``answer``: the right one. ``target``: the class explained. ``models``: the model
     explained (class discrimination), or the models shown as A and as B (trust).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
 
     study: str
@@ -111,6 +113,8 @@ def trials(n: int, seed: int = 0, studies=STUDIES, methods=tuple(METHODS), model
     whether the stronger model is shown as A). So the first trials of a longer quiz are the same as a
     shorter quiz's. Class discrimination explains ``model``'s score for the chosen object's class. Trust
     keeps only the images on which ``strong`` and ``weak`` both predict the object's class.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     n, seed = as_count(n, "n"), as_seed(seed)
     studies, methods = _names(studies, "studies", STUDIES), _names(methods, "methods", tuple(METHODS))
@@ -179,13 +183,19 @@ def load_model(name: str) -> torch.nn.Module:
 
 
 def image(trial: Trial) -> shapes.ShapesBatch:
-    """The trial's image with its exact masks: a batch of one."""
+    """The trial's image with its exact masks: a batch of one.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     return shapes.generate(1, seed=trial.image_seed, **IMAGE_ARGS[trial.study])
 
 
 def maps(trial: Trial) -> list[np.ndarray]:
     """The visualizations the trial shows: ``(H, W)`` float arrays, raw (``trace.map``), one per model in
-    ``trial.models`` (one for class discrimination; A then B for trust), all for class ``trial.target``."""
+    ``trial.models`` (one for class discrimination; A then B for trust), all for class ``trial.target``.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     x = torch.from_numpy(image(trial).images)
     explain = METHODS[trial.method]
     return [explain(load_model(m), x, trial.target).map[0].detach().numpy() for m in trial.models]
@@ -205,6 +215,8 @@ def observe(trial: Trial, shown: list[np.ndarray] | None = None) -> str:
       ``share = Σ_xy M⁺ m / Σ_xy M⁺`` (the rest lies on the cue or the background).
 
     A tie (e.g. two all-zero maps) gives the first choice.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     shown = maps(trial) if shown is None else shown
     b = image(trial)
@@ -221,7 +233,10 @@ def observe(trial: Trial, shown: list[np.ndarray] | None = None) -> str:
 
 
 def record(trial: Trial, answer: str, seconds: float | None = None) -> dict:
-    """The record of one answer: what a saved file holds for each trial (``seconds``: time taken, optional)."""
+    """The record of one answer: what a saved file holds for each trial (``seconds``: time taken, optional).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     if answer not in trial.choices:
         raise ValueError(f"answer must be one of the trial's choices {trial.choices}, got {answer!r}")
     r = {"study": trial.study, "trial": trial.index, "image_seed": trial.image_seed, "method": trial.method,
@@ -234,7 +249,10 @@ def record(trial: Trial, answer: str, seconds: float | None = None) -> dict:
 
 def save(path, student: str, records: list[dict], seed: int, n_trials: int) -> None:
     """Write one student's answers as JSON: ``{"format", "version", "student", "seed", "n_trials",
-    "records": [...]}`` (``n_trials``: the trials per study of the quiz they took). Checked as `load` checks."""
+    "records": [...]}`` (``n_trials``: the trials per study of the quiz they took). Checked as `load` checks.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     data = {"format": FORMAT, "version": VERSION, "student": student, "seed": seed, "n_trials": n_trials,
             "records": list(records)}
     _check_file(data, str(path))
@@ -242,7 +260,10 @@ def save(path, student: str, records: list[dict], seed: int, n_trials: int) -> N
 
 
 def load(path) -> dict:
-    """One student's file, checked: a ValueError names the file and the field when anything is wrong."""
+    """One student's file, checked: a ValueError names the file and the field when anything is wrong.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     try:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -255,7 +276,10 @@ def load(path) -> dict:
 
 def load_all(paths) -> list[dict]:
     """Every record of the files ``paths`` (a path or a list of paths), each with its ``"student"`` added.
-    Two files of the same student are refused: pooling would count that student twice."""
+    Two files of the same student are refused: pooling would count that student twice.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     if not paths:
         raise ValueError("paths is empty: pass the students' JSON files, e.g. sorted(Path('answers').glob('*.json'))")
@@ -341,6 +365,8 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     It is the set of true accuracies ``π`` for which ``|p − π| <= z sqrt(π (1 − π) / n)``, so it stays in
     ``[0, 1]`` and is sensible for small ``n`` and for ``p`` = 0 or 1, where the textbook ``p ± z sqrt(p (1 − p) / n)``
     collapses to a point. ``z = 1.96`` gives 95 %.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     n = as_count(n, "n", 1)
     correct = as_count(correct, "correct", 0, n)
@@ -356,7 +382,10 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Score:
-    """Accuracy of one group of answers: ``correct`` of ``n``, and its Wilson interval ``(low, high)``."""
+    """Accuracy of one group of answers: ``correct`` of ``n``, and its Wilson interval ``(low, high)``.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
 
     n: int
     correct: int
@@ -371,7 +400,10 @@ _GROUPS = ("study", "method", "student")
 def accuracy(records: list[dict], by=("study", "method"), z: float = Z95) -> dict[tuple, Score]:
     """Accuracy per group: ``{key: Score}``, ``key`` the records' values of the fields ``by`` (a tuple of
     "study", "method", "student"), ordered as `STUDIES` and `METHODS`, students alphabetically.
-    ``records``: from `load_all`, or `record` dicts."""
+    ``records``: from `load_all`, or `record` dicts.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     by = (by,) if isinstance(by, str) else tuple(by)
     if not by or any(f not in _GROUPS for f in by):
         raise ValueError(f"by must be field names from {_GROUPS}, got {by!r}")
@@ -396,7 +428,10 @@ def _order(key: tuple) -> tuple:
 def plot(scores: dict[tuple, Score], title: str = "Which class is it showing? Which model to trust?"):
     """A matplotlib figure: one panel per study, accuracy per method with its 95 % interval (bars), the
     paper's numbers where it has them (black diamonds), and chance (dashed). ``scores``: `accuracy` of
-    the records grouped by ``("study", "method")``."""
+    the records grouped by ``("study", "method")``.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     import matplotlib.pyplot as plt
 
     if not scores or any(len(k) != 2 or k[0] not in STUDIES or k[1] not in METHODS for k in scores):

@@ -41,6 +41,8 @@ def explain(model: nn.Module, x: torch.Tensor, dissection: Trace, target=None, *
     the importance is taken at ``dissection.meta["layer"]``). ``by``: ``"grad_cam"`` (``alpha^c_k``, any
     model) or ``"cam"`` (``w^c_k``, a GAP -> linear head, the dissected layer being the one before GAP).
     ``n``: units named for and against the class. ``class_names``: for the sentence (default "class c").
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     if not isinstance(dissection, Trace) or dissection.method != "dissection":
         raise TypeError("dissection must be the Trace returned by xai_ref.dissection.dissect(model, layer, probe), "
@@ -79,7 +81,10 @@ def _listing(parts: list[str]) -> str:
 def sentences(t: Trace) -> list[str]:
     """One sentence per image from the terms of a textual trace: its class, the ``top`` units with
     positive importance and the ``bottom`` units with negative importance, each with its dissection name
-    and IoU (from ``units``). Change a term and the sentence follows."""
+    and IoU (from ``units``). Change a term and the sentence follows.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     weights = t["alpha"] if "alpha" in t else t["w"]
     names = t.meta.get("class_names")
     out = []
@@ -98,7 +103,10 @@ def sentences(t: Trace) -> list[str]:
 def presence(t: Trace, concepts) -> np.ndarray:
     """``(B, n)``: for each of each image's ``top`` units, whether its concept is present in that image
     (1.0: at least one pixel of it in the exact mask, 0.0: absent), NaN for an unnamed unit.
-    ``concepts``: the images' `xai_ref.data.concepts.Concepts` (same order as the explained batch)."""
+    ``concepts``: the images' `xai_ref.data.concepts.Concepts` (same order as the explained batch).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     present = concepts.present
     if present.shape[0] != len(t.top):
         raise ValueError(f"concepts has masks of {present.shape[0]} images but the explanation is of {len(t.top)}; "

@@ -32,6 +32,8 @@ class Term:
     description: one line saying what the term is.
     value: the term's value (a tensor, an array, a number, or a small dict/list of them).
     axes: the names of the value's axes (`xai_ref.equations.AXES`), one per dimension.
+
+    Lesson: ``lessons/00_tour.ipynb``.
     """
 
     symbol: str
@@ -50,6 +52,8 @@ class Trace:
 
     ``method`` names the method, ``meta`` holds the settings that produced it (target classes, layer
     name, hyper-parameters). ``steps`` lists the terms in the order the paper computes them.
+
+    Lesson: ``lessons/00_tour.ipynb``.
     """
 
     method: str

@@ -24,7 +24,10 @@ UNNAMED = "unnamed"
 @dataclass(frozen=True)
 class Unit:
     """One dissected unit: its index ``k``, its ``name`` (a concept, or ``"unnamed"``), the ``concept`` it
-    matches best (even when unnamed), that concept's ``iou`` and the unit's threshold ``T``."""
+    matches best (even when unnamed), that concept's ``iou`` and the unit's threshold ``T``.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
 
     k: int
     name: str
@@ -43,14 +46,20 @@ def quantile_position(n: int, q: float) -> tuple[int, float]:
     NumPy's linear quantile of sorted values ``v_0 <= ... <= v_{n-1}`` sits at ``p = (n - 1)(1 - q)``:
     ``v_i + f (v_{i+1} - v_i)`` with ``i = floor(p)``, ``f = p - i``. Returns ``(m, f)`` with ``m = n - i``:
     the quantile needs only the ``m`` largest values (``v_i`` is the m-th largest, ``v_{i+1}`` the
-    (m-1)-th)."""
+    (m-1)-th).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     p = (n - 1) * (1.0 - q)
     i = math.floor(p)
     return n - i, p - i
 
 
 def units(iou: np.ndarray, T: np.ndarray, concept_names, floor: float) -> list[Unit]:
-    """The `Unit` of each row of ``iou`` (K, C): its best concept, named if that IoU is above ``floor``."""
+    """The `Unit` of each row of ``iou`` (K, C): its best concept, named if that IoU is above ``floor``.
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     best = iou.argmax(1)
     return [Unit(k, concept_names[c] if iou[k, c] > floor else UNNAMED, concept_names[c], float(iou[k, c]),
                  float(T[k])) for k, c in enumerate(best)]
@@ -108,6 +117,8 @@ def trace(counts: dict, layer: str, concepts, q: float, floor: float, keep: int,
     ``above`` (K,), ``floor`` (K,) each unit's minimum over the set, ``a_max`` (N,K) each image's largest
     activation of each unit.
     ``U = |M_k| + |L_c| - I`` and ``IoU = I / U`` (0 where U = 0: neither mask has a pixel).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
     """
     I, M_size, L_size, a_max = counts["I"], counts["M_size"], counts["L_size"], counts["a_max"]
     U = M_size[:, None] + L_size[None, :] - I

@@ -21,7 +21,10 @@ EIGHT = np.ones((3, 3), dtype=bool)
 
 
 def largest_component(region: np.ndarray) -> np.ndarray:
-    """The largest 8-connected component of a bool ``(H,W)`` region (ties: the first in raster order)."""
+    """The largest 8-connected component of a bool ``(H,W)`` region (ties: the first in raster order).
+
+    Lesson: ``lessons/02_cam.ipynb``.
+    """
     if not (isinstance(region, np.ndarray) and region.ndim == 2 and region.dtype == bool):
         got = f"{region.dtype} {region.shape}" if isinstance(region, np.ndarray) else type(region).__name__
         raise TypeError(f"region must be a bool NumPy array (H,W), got {got}")
@@ -40,6 +43,8 @@ def threshold_boxes(maps, fraction: float = 0.20) -> torch.Tensor:
     take its largest 8-connected component and return that component's bounding box ``(x0, y0, x1, y1)``
     (x1, y1 exclusive), ``(B,4)`` int64. ``fraction`` = 0.20 for CAM, 0.15 for Grad-CAM (Selvaraju et
     al., sec. 4.1). A constant map keeps no pixel (for ``fraction > 0``) and gets the empty box (0,0,0,0).
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     maps = as_maps(maps)
     fraction = as_number(fraction, "fraction", 0, 1)
@@ -59,6 +64,8 @@ def box_iou(a, b) -> torch.Tensor:
     """Intersection over union of pixel boxes ``(x0, y0, x1, y1)`` (exclusive ends), ``(B,)`` float64.
 
     ``IoU = |a ∩ b| / |a ∪ b|``, areas counted in pixels; 0 when both boxes are empty.
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     a, b = (_pixel_boxes(v, name) for v, name in ((a, "a"), (b, "b")))
     if a.shape != b.shape:
@@ -84,7 +91,10 @@ def _pixel_boxes(boxes, name: str) -> torch.Tensor:
 @dataclass
 class Localization:
     """Result of `localization`: per image ``boxes`` (B,4), ``iou`` (B,), ``correct`` (B,) bool, and
-    ``accuracy`` = mean of ``correct`` (the share of images localized at IoU >= ``iou_threshold``)."""
+    ``accuracy`` = mean of ``correct`` (the share of images localized at IoU >= ``iou_threshold``).
+
+    Lesson: ``lessons/02_cam.ipynb``.
+    """
 
     boxes: torch.Tensor
     iou: torch.Tensor
@@ -100,6 +110,8 @@ def localization(maps, boxes, fraction: float = 0.20, iou_threshold: float = 0.5
     ``IoU >= iou_threshold`` (0.5, the ILSVRC criterion). ``accuracy = 1/N sum_n [IoU_n >= 0.5]``.
     (The papers' "top-1 localization" also requires the predicted class to be right: combine
     ``correct`` with your own class check.)
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     maps = as_maps(maps)
     gt = as_boxes(boxes, tuple(maps.shape))
@@ -116,6 +128,8 @@ def energy_pointing(maps, region) -> torch.Tensor:
 
     ``E = sum_{(i,j) in region} max(m_ij, 0) / sum_{(i,j)} max(m_ij, 0)``; 0 for a map with no positive
     mass. ``region``: ground-truth boxes ``(B,4)`` or masks ``(B,H,W)`` bool.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     maps = as_maps(maps).double()
     if isinstance(region, (torch.Tensor, np.ndarray)) and region.ndim == 2:
@@ -129,7 +143,10 @@ def energy_pointing(maps, region) -> torch.Tensor:
 
 
 def default_tolerance(size: int) -> float:
-    """Zhang et al.'s 15-pixel tolerance at 224 px, scaled to an image of ``size`` pixels: ``15 size / 224``."""
+    """Zhang et al.'s 15-pixel tolerance at 224 px, scaled to an image of ``size`` pixels: ``15 size / 224``.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     return 15.0 * as_count(size, "size") / 224.0
 
 
@@ -138,7 +155,10 @@ class Pointing:
     """Result of `pointing_game`: ``points`` (B,2) the (row, col) of each map's maximum (-1, -1 for a
     constant map), ``distance`` (B,) from it to the nearest mask pixel, ``hits`` (B,) bool, ``per_class``
     {class: accuracy}, ``accuracy`` (the mean over classes, the paper's number) and ``overall`` (the mean
-    over images)."""
+    over images).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     points: torch.Tensor
     distance: torch.Tensor
@@ -167,6 +187,8 @@ def pointing_game(maps, masks, labels=None, tolerance: float | None = None) -> P
     (`default_tolerance`: 4.29 px at 64). A constant map points nowhere: a miss. Accuracy is computed
     per class, ``Acc_c = #hits_c / (#hits_c + #misses_c)``, then averaged over the classes present in
     ``labels`` (B,) (all images one class when None).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     maps = as_maps(maps)
     B, H, W = maps.shape

@@ -34,6 +34,8 @@ def auc(scores, fraction=None) -> torch.Tensor:
 
     ``AUC = sum_k (f_{k+1} - f_k) (s_k + s_{k+1}) / 2`` over the x values ``fraction`` (default: evenly
     spaced in [0, 1]). A straight line from 0 to 1 has AUC 0.5; a constant 1 has AUC 1.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     scores = _curve(scores, "scores", "a curve (S,) or curves (B,S)")
     if scores.dim() not in (1, 2) or scores.shape[-1] < 2:
@@ -101,7 +103,10 @@ def _stepwise_scores(model, classes, new, old, n_steps: int, changed, desc: str,
 @dataclass
 class Curves:
     """Deletion or insertion curves: ``fraction`` (S+1,) of pixels changed, ``scores`` (B,S+1) the class
-    score after each step, ``auc`` (B,) the area under each curve, ``classes`` (B,) the classes scored."""
+    score after each step, ``auc`` (B,) the area under each curve, ``classes`` (B,) the classes scored.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     kind: str
     fraction: torch.Tensor
@@ -142,6 +147,8 @@ def deletion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | N
     map makes the probability fall fast: a small AUC. ``step`` defaults to one row (W pixels; RISE used
     224 at 224x224). ``target``: None (the Trace's classes, else the prediction), int or (B,) classes.
     ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     check_output(output)
@@ -160,6 +167,8 @@ def insertion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | 
     pixels of x and the rest from ``start``. ``scores[b,k] = p_c(x_k)``,
     ``AUC = trapezoid(scores, fraction)``. A good map makes the probability rise fast: a large AUC.
     ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     check_output(output)
@@ -172,7 +181,10 @@ def insertion(model: nn.Module, x: torch.Tensor, maps, target=None, step: int | 
 class Confidence:
     """Result of `average_drop`: per image ``Y`` (B,) the score on the image, ``O`` (B,) on the
     explanation map, ``drop`` (B,) = max(0, Y - O) / Y, ``increase`` (B,) bool = Y < O; and the paper's
-    ``average_drop`` and ``increase_in_confidence``, both in %."""
+    ``average_drop`` and ``increase_in_confidence``, both in %.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     Y: torch.Tensor
     O: torch.Tensor  # noqa: E741
@@ -184,7 +196,10 @@ class Confidence:
 
 def explanation_images(x: torch.Tensor, maps) -> torch.Tensor:
     """``E = x ⊙ norm(up(M))``: the image masked by its map, upsampled bilinearly to the image size and
-    min-max normalised to [0, 1] per image (a constant map gives an all-zero E)."""
+    min-max normalised to [0, 1] per image (a constant map gives an all-zero E).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     m = upsample_to(as_maps(maps, batch=x.shape[0]), tuple(x.shape[2:])).to(x.device, x.dtype)
     return x * minmax(m)[:, None]
 
@@ -202,6 +217,8 @@ def average_drop(model: nn.Module, x: torch.Tensor, maps, target=None, batch_siz
 
     Scores are softmax probabilities (the ratio needs ``Y > 0``). ``target``: None (the Trace's classes,
     else the prediction), int or (B,) classes. ``logits``: where the class scores are in a structured output.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     batch_size = as_count(batch_size, "batch_size")
@@ -219,7 +236,10 @@ def average_drop(model: nn.Module, x: torch.Tensor, maps, target=None, batch_siz
 class MoRF:
     """Result of `region_perturbation`: ``scores`` (B,L+1) the class score after k = 0..L regions are
     perturbed, ``drop`` (B,L+1) = scores[:, :1] - scores, ``aopc`` (B,), ``classes`` (B,), and ``order``
-    (B,R) the regions (row-major index on the grid) from most to least relevant."""
+    (B,R) the regions (row-major index on the grid) from most to least relevant.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     scores: torch.Tensor
     drop: torch.Tensor
@@ -247,6 +267,8 @@ def region_perturbation(model: nn.Module, x: torch.Tensor, maps, target=None, re
 
     ``AOPC = 1/(L+1) sum_{k=0}^{L} (f(x^(0)) - f(x^(k)))``   (per image; higher = more faithful).
     ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     check_output(output)
@@ -289,6 +311,8 @@ def occlusion_faithfulness(model: nn.Module, x: torch.Tensor, maps, target=None,
     ``occlusion_maps`` (B,H,W) to reuse ones already computed. Higher = the map ranks pixels the way the
     model's own sensitivity to occluding them does. ``logits``: where the class scores are in a
     structured output (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     from ..occlusion import occlusion
 

@@ -32,7 +32,10 @@ from .similarity import spearman, ssim
 class Transform:
     """A named transform: ``image`` maps (B,C,H,W) -> (B,C,H,W), ``map`` maps (B,H,W) -> (B,H,W) (where
     the explanation of the original should move). The valid region is where ``map`` of an all-ones map
-    is 1 (pixels with content from inside the original frame)."""
+    is 1 (pixels with content from inside the original frame).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     name: str
     image: Callable[[torch.Tensor], torch.Tensor]
@@ -49,13 +52,19 @@ def _clamp(clamp) -> tuple[float, float] | None:
 
 
 def identity() -> Transform:
-    """The identity: every similarity is 1 (a test of the machinery)."""
+    """The identity: every similarity is 1 (a test of the machinery).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     return Transform("identity", lambda x: x.clone(), lambda m: m.clone())
 
 
 def gaussian_noise(sigma: float, seed: int = 0, clamp=(0.0, 1.0)) -> Transform:
     """``T x = clamp(x + sigma * n, *clamp)`` with ``n ~ N(0, 1)`` per pixel and channel (seeded); the map
-    stays: ``T M = M``. ``clamp=None`` for no clamping."""
+    stays: ``T M = M``. ``clamp=None`` for no clamping.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     sigma, seed, clamp = as_number(sigma, "sigma", 0), as_seed(seed), _clamp(clamp)
 
     def image(x):
@@ -86,7 +95,10 @@ def _rotate(t: torch.Tensor, degrees: float) -> torch.Tensor:
 
 
 def rotation(degrees: float) -> Transform:
-    """Rotate the image and the map by ``degrees`` about the centre (bilinear; zeros outside)."""
+    """Rotate the image and the map by ``degrees`` about the centre (bilinear; zeros outside).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     degrees = as_number(degrees, "degrees")
     return Transform(f"rotation({degrees:g} deg)", lambda x: _rotate(x, degrees), lambda m: _rotate(m, degrees))
 
@@ -103,7 +115,10 @@ def _shift(t: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def translation(dx: int, dy: int) -> Transform:
-    """Move the image and the map ``dx`` pixels right and ``dy`` down (whole pixels; zeros come in)."""
+    """Move the image and the map ``dx`` pixels right and ``dy`` down (whole pixels; zeros come in).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     for v, name in ((dx, "dx"), (dy, "dy")):
         if not is_int(v):
             raise TypeError(f"{name} must be a whole number of pixels (int), got {v!r}")
@@ -119,6 +134,8 @@ def fgsm(model: nn.Module, x: torch.Tensor, target=None, epsilon: float = 4 / 25
     cross-entropy of the class c (the prediction, or ``target``), staying within ``epsilon`` of x in every
     pixel (L-infinity) and inside ``clamp`` (None: no clamping). The model is left as it was. ``logits``:
     where the class scores are in a structured output (`xai_ref.inputs.class_logits`).
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     steps, epsilon, clamp = as_count(steps, "steps"), as_number(epsilon, "epsilon", 0), _clamp(clamp)
@@ -140,7 +157,10 @@ def fgsm(model: nn.Module, x: torch.Tensor, target=None, epsilon: float = 4 / 25
 def adversarial(model: nn.Module, epsilon: float = 4 / 255, steps: int = 5, clamp=(0.0, 1.0),
                 logits=None) -> Transform:
     """``T x = fgsm(model, x, epsilon=epsilon, steps=steps)`` against the model's own prediction; the map
-    should stay: ``T M = M``."""
+    should stay: ``T M = M``.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     steps, epsilon, clamp = as_count(steps, "steps"), as_number(epsilon, "epsilon", 0), _clamp(clamp)
@@ -152,7 +172,10 @@ def adversarial(model: nn.Module, epsilon: float = 4 / 255, steps: int = 5, clam
 @dataclass
 class Robustness:
     """Result of `robustness`: per image ``spearman`` and ``ssim`` (B,) between M(T x) and T M(x) on the
-    ``valid`` pixels (B,H,W), and ``flipped`` (B,) bool: the prediction on T x differs from the class."""
+    ``valid`` pixels (B,H,W), and ``flipped`` (B,) bool: the prediction on T x differs from the class.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     transform: str
     spearman: torch.Tensor
@@ -170,6 +193,8 @@ def robustness(model: nn.Module, x: torch.Tensor, method: Callable, transform: T
     `Transform`. ``target``: the class to explain (None: the prediction on the original image).
     ``logits``: where the class scores are in a structured output (`xai_ref.inputs.class_logits`); the
     method needs it too, e.g. ``functools.partial(xr.grad_cam, logits="out")``.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     if not callable(method):

@@ -37,6 +37,8 @@ def randomizable_layers(model: nn.Module) -> list[str]:
 
     The order is the reverse of registration order, which is the forward order for an ``nn.Sequential``
     and for most models; pass ``layers=`` to `model_randomization` when yours differs.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -50,7 +52,10 @@ def randomize_layer(module: nn.Module, seed: int, init: Callable[[nn.Module], No
     ``init``: a function that re-initialises the module in place (e.g. the scheme the model was trained
     from, such as He initialisation); default: the module's ``reset_parameters()`` (PyTorch's default
     initialisation, Kaiming-uniform for conv and linear), or N(0, 0.01^2) for modules without it. The
-    global random state is left as it was."""
+    global random state is left as it was.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     seed = as_seed(seed)
@@ -73,7 +78,10 @@ def randomize_layer(module: nn.Module, seed: int, init: Callable[[nn.Module], No
 class Randomization:
     """Result of `model_randomization`. ``layers`` (L names) in the order they were randomized; per layer
     and image: ``spearman``, ``spearman_abs`` and ``ssim`` (L,B) similarity to ``original`` (B,H,W);
-    ``maps`` (L,B,H,W) the randomized maps when ``keep_maps=True``."""
+    ``maps`` (L,B,H,W) the randomized maps when ``keep_maps=True``.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
 
     mode: str
     layers: list[str]
@@ -126,6 +134,8 @@ def model_randomization(model: nn.Module, x: torch.Tensor, method: Callable, tar
     with M the map of the trained model and M_l the map after randomization step l. ``logits``: where the
     class scores are in a structured output (`xai_ref.inputs.class_logits`), to find the predicted class;
     the method needs it too, e.g. ``functools.partial(xr.grad_cam, logits="out")``.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     check_batch(model, x)
     mode = as_choice(mode, "mode", MODES)

@@ -43,6 +43,8 @@ def spearman(a, b, mask=None, absolute: bool = False) -> torch.Tensor:
 
     A constant map (or a mask with fewer than two pixels) has no ranking to share, so its correlation,
     which is 0/0, is defined here as 0.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     a, b = _pair_of_maps(a, b)
     if as_flag(absolute, "absolute"):
@@ -59,7 +61,10 @@ def spearman(a, b, mask=None, absolute: bool = False) -> torch.Tensor:
 
 def normalise01(maps: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Each map rescaled to [0, 1] by its min and max (over ``mask`` when given, 0 outside it); a
-    constant map becomes 0."""
+    constant map becomes 0.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
+    """
     maps = as_maps(maps).double()
     mask = torch.ones_like(maps, dtype=torch.bool) if mask is None else as_masks(mask, tuple(maps.shape), "mask")
     big = torch.finfo(maps.dtype).max
@@ -79,6 +84,8 @@ def ssim(a, b, mask=None, win_size: int = 7) -> torch.Tensor:
     uniform windows (``skimage.metrics.structural_similarity``). 1 for identical maps. With ``mask``
     (B,H,W) bool, each map is normalised over its valid pixels and the local SSIM values are averaged
     over those pixels only.
+
+    Lesson: ``lessons/07_evaluating_explanations.ipynb``.
     """
     a, b = _pair_of_maps(a, b)
     side = min(a.shape[1:])

@@ -23,6 +23,8 @@ def gaussian_blur(img: np.ndarray, sigma: float, padding: str = "replicate") -> 
 
     The 2-D Gaussian is separable: filter the rows with k, then the columns. ``padding``: ``"reflect"``
     (mirror without repeating the edge pixel) or ``"replicate"`` (repeat it), as `xai_ref.inputs.gaussian_blur`.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     r = max(1, math.ceil(3 * sigma))
     t = np.arange(-r, r + 1, dtype=img.dtype)
@@ -56,6 +58,8 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
     Terms: ``I0``, ``S``, ``R`` = lambda ||I||^2, ``J`` = S - R, ``grad_norm`` (steps,B),
     ``snapshots`` (n,B,C,H,W) every ``snapshot_every`` steps (listed in ``meta["snapshot_steps"]``), and
     ``image`` (B,C,H,W). With ``jitter=0`` this follows `xai_ref.class_model` step for step.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixel_range)
     seed, snapshot_every = as_seed(seed), as_count(snapshot_every, "snapshot_every")
@@ -115,6 +119,8 @@ def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_s
     until each image is classified as its target or ``max_steps`` is reached (optionally clamped to
     ``pixel_range``). Terms: ``S`` (steps,B) the target score, ``pred`` (steps,B) the predicted class,
     ``image`` (B,C,H,W), ``delta`` = image - x, ``fooled`` (B,) bool.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     check_batch(net, x)
     max_steps, lr = as_count(max_steps, "max_steps"), as_number(lr, "lr", 0, low_open=True)

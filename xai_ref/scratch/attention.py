@@ -17,7 +17,10 @@ KINDS = ("sum", "max")
 
 
 def attention_map(A: np.ndarray, p: float = 2, kind: str = "sum") -> np.ndarray:
-    """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w)."""
+    """``Q = sum_c |A_c|^p`` (kind="sum") or ``max_c |A_c|^p`` (kind="max"): (B,C,h,w) -> (B,h,w).
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     if not isinstance(A, np.ndarray) or A.ndim != 4:
         raise ValueError(f"A must be activations (B,C,h,w), got {np.shape(A) if isinstance(A, np.ndarray) else type(A).__name__}")
     as_number(p, "p (the paper uses 1, 2 or 4)", 0, MAX_P, low_open=True)
@@ -27,7 +30,10 @@ def attention_map(A: np.ndarray, p: float = 2, kind: str = "sum") -> np.ndarray:
 
 
 def normalised_attention(A: np.ndarray, p: float = 2, kind: str = "sum") -> np.ndarray:
-    """``q = vec(Q) / ||vec(Q)||_2`` (B, h*w): the attention map flattened and scaled to unit length."""
+    """``q = vec(Q) / ||vec(Q)||_2`` (B, h*w): the attention map flattened and scaled to unit length.
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     Q = attention_map(A, p, kind)
     Q = Q.reshape(len(Q), -1)
     return Q / np.maximum(np.sqrt((Q**2).sum(1, keepdims=True)), 1e-12)
@@ -54,6 +60,8 @@ def at_loss(student: Sequence[np.ndarray] | np.ndarray, teacher: Sequence[np.nda
 
     As in the authors' reference code (the paper writes beta/2 sum_j ||q_S^j - q_T^j||_p; multiply by
     beta/2, beta = 1000 in the paper, when adding it to a training loss).
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
     """
     return float(sum(((normalised_attention(S, p) - normalised_attention(T, p)) ** 2).mean()
                      for S, T in _pairs(student, teacher)))
@@ -61,7 +69,10 @@ def at_loss(student: Sequence[np.ndarray] | np.ndarray, teacher: Sequence[np.nda
 
 def attention_transfer(student: np.ndarray, teacher: np.ndarray, p: float = 2, kind: str = "sum") -> Trace:
     """The attention-transfer equation for one pair of layers, term by term:
-    ``A_S``, ``A_T`` -> ``Q_S``, ``Q_T`` (B,h,w) -> ``q_S``, ``q_T`` (B,h*w) -> ``loss``."""
+    ``A_S``, ``A_T`` -> ``Q_S``, ``Q_T`` (B,h,w) -> ``q_S``, ``q_T`` (B,h*w) -> ``loss``.
+
+    Lesson: ``lessons/06_attention_transfer.ipynb``.
+    """
     (S, T), = _pairs(student, teacher)
     t = Trace("attention_transfer", meta={"target": None, "p": p, "kind": kind})
     t.add("A_S", S)

@@ -34,6 +34,8 @@ def saliency(net: Sequential, x: np.ndarray, target=None) -> Trace:
 
     ``grad`` (B,C,H,W) the gradient of the pre-softmax score, ``map`` (B,H,W). ``target``: None
     (predicted class), int, sequence of B ints, or a `Neuron`.
+
+    Lesson: ``lessons/04_saliency_gradient_ascent.ipynb``.
     """
     return _input_signal("saliency", "backprop", net, x, target)
 
@@ -44,6 +46,8 @@ def deconvnet(net: Sequential, x: np.ndarray, target=None) -> Trace:
         R^l = max(R^{l+1}, 0) at every ReLU; transposed convolutions; max-pool switches
 
     ``grad`` (B,C,H,W) the projection down to the pixels, ``map`` (B,H,W) = max_ch |grad|.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     return _input_signal("deconvnet", "deconvnet", net, x, target)
 
@@ -54,5 +58,7 @@ def guided_backprop(net: Sequential, x: np.ndarray, target=None) -> Trace:
         R^l = [f^l > 0] * max(R^{l+1}, 0) at every ReLU
 
     Only positive signal, only where the forward pass was active. ``grad`` (B,C,H,W), ``map`` (B,H,W).
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     return _input_signal("guided_backprop", "guided", net, x, target)

@@ -62,6 +62,8 @@ def gap(net: Sequential, x: np.ndarray, layer=None, fc=None) -> Trace:
 
     ``A`` (B,K,h,w) -> ``F`` (B,K) -> ``S`` (B,classes). ``layer``: the layer before GAP (default: the
     last spatial layer); ``fc``: the linear layer (default: the last Linear).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     A, _, W, b, name = _gap_head(net, x, layer, fc)
     t = Trace("gap", meta={"target": None, "layer": name})
@@ -80,6 +82,8 @@ def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Tra
     ``f`` (B,K,h,w) the maps before GAP, ``w`` (B,K) the weights of each image's class, ``M`` (B,h,w),
     ``S`` (B,) equal to the net's score, ``map`` (B,H,W) M upsampled bilinearly, raw (no ReLU, not
     normalised). Raises ValueError when the head is not GAP followed by linear class scores.
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     f, scores, W, b, name = _gap_head(net, x, layer, fc)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1))
@@ -142,6 +146,8 @@ def grad_cam(net: Sequential, x: np.ndarray, target=None, layer=None, counterfac
     ``A``, ``dY_dA`` (B,K,h,w), ``alpha`` (B,K), ``weighted`` and ``L`` (B,h,w), ``map`` (B,H,W) L
     upsampled bilinearly, raw. ``counterfactual=True`` negates the gradient: regions whose removal would
     raise the score. ``layer``: a name, index or None (the last spatial layer).
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     return _grad_cam_family("grad_cam", _alpha_grad_cam, net, x, target, layer, counterfactual)
 
@@ -154,6 +160,8 @@ def grad_cam_pp(net: Sequential, x: np.ndarray, target=None, layer=None, counter
     with ``g = dy^c/dA`` (their eq. 19 with ``Y = exp(S)``, leaving out the factor ``exp(S^c)`` that only
     rescales each image's map). Terms: ``A``, ``dY_dA``, ``a`` (B,K,h,w), ``alpha`` (B,K), ``weighted``,
     ``L``, ``map``.
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     return _grad_cam_family("grad_cam_pp", _alpha_grad_cam_pp, net, x, target, layer, counterfactual)
 
@@ -164,6 +172,8 @@ def xgrad_cam(net: Sequential, x: np.ndarray, target=None, layer=None, counterfa
         alpha^c_k = sum_ij (A^k_ij / sum_ab A^k_ab) dy^c/dA^k_ij
 
     Terms as Grad-CAM: ``A``, ``dY_dA``, ``alpha`` (B,K), ``weighted``, ``L``, ``map``.
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     return _grad_cam_family("xgrad_cam", _alpha_xgrad_cam, net, x, target, layer, counterfactual)
 
@@ -175,6 +185,8 @@ def guided_grad_cam(net: Sequential, x: np.ndarray, target=None, layer=None) -> 
 
     The Grad-CAM terms (``A`` ... ``L``), then ``L_up`` (B,1,H,W), ``R`` (B,C,H,W) the guided-backprop
     signal, ``guided`` (B,C,H,W) and ``map`` (B,H,W).
+
+    Lesson: ``lessons/05_grad_cam.ipynb``.
     """
     gc = grad_cam(net, x, target, layer)
     classes = gc.meta["target"]

@@ -43,7 +43,10 @@ def masks(a: np.ndarray, size: tuple[int, int], T: np.ndarray, floor_value: np.n
 def dissect(net: Sequential, layer=None, images=None, concepts=None, *, quantile: float = 0.005,
             iou_floor: float = 0.04, batch_size: int = 50, keep: int = 8, top: int = 8):
     """Network Dissection of one layer of a scratch network; arguments and Trace as `xai_ref.dissect`
-    (``images``: a NumPy batch (N,C,H,W) or a ``shapes.ShapesBatch``; ``layer``: a name, index or None)."""
+    (``images``: a NumPy batch (N,C,H,W) or a ``shapes.ShapesBatch``; ``layer``: a name, index or None).
+
+    Lesson: ``lessons/10_neurons_and_people.ipynb``.
+    """
     if images is None:
         raise ValueError("images is None: pass the probe set, e.g. shapes.generate(500, seed=0, split='test')")
     x, concepts = probe_set(images, concepts)

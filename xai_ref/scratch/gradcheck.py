@@ -9,6 +9,8 @@ def rel_error(a, b):
 
     CS231n's formula with the maximum over the whole array taken before dividing, so entries that are
     almost zero do not blow it up. In float64, about 1e-7 or less means a backward pass is right.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     scale = np.max(np.abs(a) + np.abs(b), initial=0.0)
@@ -21,6 +23,8 @@ def numerical_gradient(f, x, df=None, h=1e-6):
         dL/dx_i ~ (L(x + h e_i) - L(x - h e_i)) / (2h)
 
     x: any shape, changed in place one entry at a time and restored -> dL/dx, the shape of x.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     def L():
         y = f(x)
@@ -43,6 +47,8 @@ def check_layer_gradient(layer, x, dout=None, h=1e-6, seed=0):
 
     x: a valid input; dout: the upstream signal (random normal if None). Returns a dict of rel_error
     values for "dx", and for "dW", "db" when the layer has those parameters.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     if dout is None:
         dout = np.random.default_rng(seed).standard_normal(layer.forward(x).shape).astype(x.dtype)

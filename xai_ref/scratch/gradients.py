@@ -32,6 +32,8 @@ class Neuron:
     ``position``: ``(i, j)``, ``"max"`` (each image's strongest activation in the map) or ``"sum"`` (the
     map's total response). Same meaning as `xai_ref.Neuron`; any object with these three attributes
     (an `xai_ref.Neuron` whose layer is a name, for instance) is accepted as well.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
 
     layer: str | int
@@ -193,6 +195,8 @@ def forward_backward(net: Sequential, x: np.ndarray, target=None, *, wrt: tuple[
     with ``"layer"`` in ``wrt``. ``rule``: how ReLUs pass the signal down (backprop, deconvnet, guided).
     Images do not interact, so one pass explains the whole batch. Without ``"input"`` the pass stops at
     the layer (the layers below it are not visited).
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     check_batch(net, x)
     wrt_input, wrt_layer = check_wrt(wrt)
@@ -240,6 +244,8 @@ def resize(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of maps ``(B,h,w)`` to ``(B,H,W)``: ``up(M) = R_H M R_W^T`` (align_corners=False).
 
     Bilinear interpolation is separable: interpolate the rows, then the columns.
+
+    Lesson: ``lessons/02_cam.ipynb``.
     """
     H, W = size
     h, w = m.shape[1:]

@@ -25,6 +25,8 @@ def window_index(H, W, kernel, stride):
     Returns rows (Ho, 1, kh, 1) and cols (1, Wo, 1, kw); broadcast together they give, for window (p, q)
     and kernel offset (i, j), the input pixel (rows[p, 0, i, 0], cols[0, q, 0, j]) = (sh*p + i, sw*q + j).
     So `x[:, :, rows, cols]` has shape (N, C, Ho, Wo, kh, kw): every window, without a Python loop.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     (kh, kw), (sh, sw) = kernel, stride
     Ho, Wo = _output_size(H, W, kernel, stride)
@@ -51,6 +53,8 @@ def im2col(x, kernel, stride=1, padding=0):
 
     x: (N, C, H, W) -> cols: (N*Ho*Wo, C*kh*kw); row (n, p, q) holds window (p, q) of image n, ordered
     like a filter W[f].ravel() (channel, then kernel row, then kernel column).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     kernel, stride, padding = as_pair(kernel, "kernel"), as_pair(stride, "stride"), as_pair(padding, "padding", 0)
     xp = _pad(x, padding)
@@ -66,6 +70,8 @@ def col2im(dcols, x_shape, kernel, stride=1, padding=0):
     dcols: (N*Ho*Wo, C*kh*kw) -> dx: x_shape = (N, C, H, W). A pixel covered by several windows receives
     the sum of their entries: for each kernel offset (i, j), the entries of all windows land on the
     pixels (sh*p + i, sw*q + j), a strided slice, and are added there.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     kernel, stride, padding = as_pair(kernel, "kernel"), as_pair(stride, "stride"), as_pair(padding, "padding", 0)
     N, C, H, W = x_shape
@@ -91,6 +97,8 @@ class Conv2d:
         dW = dout^T X,   db = sum of dout over rows,   dX = dout Wm,   dx = col2im(dX).
     backward returns dx; dW and db are computed when first read (an explanation needs only dx), from the
     dout and the X of that backward pass (a later forward pass does not change them).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
 
     def __init__(self, W, b=None, stride=1, padding=0):
@@ -153,6 +161,8 @@ class ReLU:
         "deconvnet" (Zeiler & Fergus 2014):              dx = max(R, 0)           (x is ignored)
         "guided"    (Springenberg et al. 2015):          dx = max(R, 0) * [0 < x < upper]
     At exactly x == 0 (and x == upper) the gradient is taken as 0, as in PyTorch.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
 
     def __init__(self, upper=None):
@@ -188,6 +198,8 @@ class MaxPool2d:
     Ties go to the first maximum in row-major window order, like torch.
     backward routes each dout element to its switch alone; where windows overlap, a pixel that is the
     maximum of several windows receives the sum. (Deconvnet "unpooling" is this same routing.)
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
 
     def __init__(self, kernel, stride=None, padding=0):
@@ -228,6 +240,8 @@ class GlobalAvgPool:
 
     A: (N, K, H, W) -> F: (N, K), or (N, K, 1, 1) with keepdims=True (like nn.AdaptiveAvgPool2d(1)).
     backward spreads each dF_k evenly: dA^k_ij = dF_k / Z.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
 
     def __init__(self, keepdims=False):
@@ -249,7 +263,10 @@ class GlobalAvgPool:
 
 
 class Flatten:
-    """x: (N, d1, d2, ...) -> (N, d1*d2*...); backward reshapes dout back to x's shape."""
+    """x: (N, d1, d2, ...) -> (N, d1*d2*...); backward reshapes dout back to x's shape.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
+    """
 
     def forward(self, x):
         self.x_shape = x.shape
@@ -263,7 +280,10 @@ class Flatten:
 
 
 class Identity:
-    """out = x, dx = dout. Stands in for layers that do nothing at inference, such as Dropout."""
+    """out = x, dx = dout. Stands in for layers that do nothing at inference, such as Dropout.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
+    """
 
     def forward(self, x):
         return x
@@ -280,6 +300,8 @@ class Linear:
 
     W: (out, in) (as in torch), b: (out,) or None. x: (N, in) -> s: (N, out).
     dx = dout W,  dW = dout^T x,  db = sum over the batch of dout.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
 
     def __init__(self, W, b=None):
@@ -308,12 +330,17 @@ def softmax(s, axis=-1):
     """p_c = exp(s_c) / sum_k exp(s_k), computed as exp(s_c - max s) / ... so large scores cannot overflow.
 
     s: (N, classes) -> p: (N, classes), each row summing to 1.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     e = np.exp(s - s.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(s, axis=-1):
-    """log p_c = s_c - log sum_k exp(s_k), computed stably (shift by max s). s: (N, classes) -> same shape."""
+    """log p_c = s_c - log sum_k exp(s_k), computed stably (shift by max s). s: (N, classes) -> same shape.
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
+    """
     shifted = s - s.max(axis=axis, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))

@@ -19,6 +19,8 @@ class Sequential:
     nn.Sequential). After forward, `activations[name]` is the output of that layer and
     `activations["input"]` is x. After backward, `grads[name]` is the signal at that layer's output and
     `grads["input"]` the signal at x (only for the layers the signal went through).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
 
     def __init__(self, layers, names=None):
@@ -159,6 +161,8 @@ def from_torch(model, dtype=np.float64):
     computes what the torch model computes in eval mode (Dropout becomes the identity).
     Raises TypeError for a model that is not an nn.Sequential or a layer of an unsupported type, and
     ValueError for a supported type with an unsupported setting (groups, dilation, ceil_mode, ...).
+
+    Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     import torch.nn as nn
     if not isinstance(model, nn.Sequential):

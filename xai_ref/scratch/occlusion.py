@@ -40,6 +40,8 @@ def occlusion(net: Sequential, x: np.ndarray, target=None, window=8, stride=4, b
     it gets batches of occluded copies of one image, so it must score each row on its own).
     ``baseline``: a number or an array broadcastable to (C,H,W). Occluded images go through the net
     ``batch_size`` at a time.
+
+    Lesson: ``lessons/03_deconvnet_guided_backprop.ipynb``.
     """
     check_batch(net, x)
     (h, w), (sh, sw) = as_pair(window, "window"), as_pair(stride, "stride")
