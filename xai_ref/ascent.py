@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checks import as_classes, as_count, as_flag, as_number, as_range, as_seed, check_ascent_args
+from .compose import class_model_terms
 from .gradients import Neuron, forward_backward
 from .inputs import check_batch, check_logits, gaussian_blur
 from .trace import Trace
@@ -74,13 +75,7 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
             snapshots.append(I.clone())
             t.meta["snapshot_steps"].append(step + 1)
     t.meta["target"] = None if p.classes is None else p.classes.cpu()   # as the pass checked them (None: a neuron)
-    S = t.add("S", torch.stack(curves["S"]))
-    R = t.add("R", torch.stack(curves["R"]))
-    t.add("J", S - R)
-    t.add("grad_norm", torch.stack(curves["grad_norm"]))
-    t.add("snapshots", torch.stack(snapshots))
-    t.add("image", I)
-    return t
+    return class_model_terms(t, curves, snapshots, I, torch.stack)
 
 
 def _start(init, n: int, shape: tuple, gen: torch.Generator, dtype: torch.dtype) -> torch.Tensor:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checks import as_count
+from .checks import as_count, check_gap_head, check_spatial
 from .compose import guided
 from .gradients import Pass, forward_backward
 from .hooks import Hooks
@@ -42,17 +42,12 @@ def _gap_head(model: nn.Module, x: torch.Tensor, layer, fc, logits):
     with torch.no_grad(), Hooks(model, layers=[layer, fc]) as h:
         scores = class_logits(model(fast_layout(x)), logits)
         f, name, fc_out = h.activation(0), h.layer_name(0), h.activation(1)
-    if not isinstance(f, torch.Tensor) or f.dim() != 4:
-        raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
+    spatial = isinstance(f, torch.Tensor) and f.dim() == 4
     W, b = fc.weight.detach(), (fc.bias.detach() if fc.bias is not None else torch.zeros(fc.out_features,
                                                                                        dtype=f.dtype, device=f.device))
-    if W.shape[1] != f.shape[1] or not _close(f.mean((2, 3)) @ W.T + b, fc_out):
-        raise ValueError(f"CAM needs GAP followed by one linear layer: the input of {fc_name!r} is not the "
-                         f"spatial average of the {f.shape[1]} feature maps of {name!r}. For a flatten + "
-                         "fully-connected head use grad_cam, which needs no particular head")
-    if scores.shape != fc_out.shape or not _close(scores, fc_out):
-        raise ValueError(f"CAM needs the model's output to be the class scores computed by {fc_name!r}, "
-                         "but something comes after it; pass the final linear layer as fc")
+    pooled_ok = spatial and W.shape[1] == f.shape[1] and _close(f.mean((2, 3)) @ W.T + b, fc_out)
+    check_gap_head(f.dim() if spatial else 0, f.shape[1] if spatial else 0, name, fc_name, pooled_ok,
+                   scores.shape == fc_out.shape and _close(scores, fc_out))
     return f.contiguous(), scores, W, b, name
 
 
@@ -166,11 +161,7 @@ def _as_grid(p: Pass, reshape) -> Pass:
 
 
 def _grad_cam_terms(method: str, alpha_fn: Callable, p: Pass, x: torch.Tensor, counterfactual: bool) -> Trace:
-    if p.A.dim() != 4:
-        tokens = ("; if they are a transformer's tokens (B, 1 + h*w, C), pass reshape=xr.token_grid"
-                  if p.A.dim() == 3 else "")
-        raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
-                         f"{tuple(p.A.shape)}. Pick a convolutional layer (layer=None picks the last one){tokens}")
+    check_spatial(method, p.layer, tuple(p.A.shape))
     t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
     A = t.add("A", p.A, layer=p.layer)
     t.add("dY_dA", p.dY_dA)

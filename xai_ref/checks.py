@@ -156,3 +156,27 @@ def check_ascent_args(shape, steps, lr, l2, jitter, blur_every, blur_sigma, pixe
         raise ValueError(f"blur_sigma must be > 0 when blur_every > 0 (blur_every=0 switches blurring off), "
                          f"got {blur_sigma!r}")
     as_range(pixel_range, "pixel_range", bounded=False)
+
+
+def check_gap_head(f_ndim: int, K: int, name: str, fc_name: str, pooled_ok: bool, output_ok: bool) -> None:
+    """CAM's requirement (both twins): the layer's maps ``f`` (``f_ndim`` dimensions, ``K`` maps) are averaged
+    and fed to the linear layer ``fc_name`` (``pooled_ok``: ``W GAP(f) + b`` equals that layer's output), and
+    the model's output is that layer's output (``output_ok``)."""
+    if f_ndim != 4:
+        raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
+    if not pooled_ok:
+        raise ValueError(f"CAM needs GAP followed by one linear layer: the input of {fc_name!r} is not the "
+                         f"spatial average of the {K} feature maps of {name!r}. For a flatten + "
+                         "fully-connected head use grad_cam, which needs no particular head")
+    if not output_ok:
+        raise ValueError(f"CAM needs the model's output to be the class scores computed by {fc_name!r}, "
+                         "but something comes after it; pass the final linear layer as fc")
+
+
+def check_spatial(method: str, layer: str, shape: tuple) -> None:
+    """A Grad-CAM-family method needs a layer whose output is maps (B,K,h,w) (both twins)."""
+    if len(shape) != 4:
+        tokens = ("; if they are a transformer's tokens (B, 1 + h*w, C), pass reshape=xr.token_grid"
+                  if len(shape) == 3 else "")
+        raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {layer!r} gives "
+                         f"{tuple(shape)}. Pick a convolutional layer (layer=None picks the last one){tokens}")

@@ -1,4 +1,4 @@
-"""Methods composed from other methods' traces, for both twins (the values may be tensors or arrays).
+"""Traces composed for both twins (the values may be tensors or arrays).
 
 Guided Grad-CAM (Selvaraju et al., ICCV 2017) multiplies guided backpropagation's fine signal by a
 Grad-CAM-family map upsampled to the input: `guided` is the one place where that is written, used by
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .trace import Trace
 
-__all__ = ["FAMILY_NAMES", "guided"]
+__all__ = ["FAMILY_NAMES", "class_model_terms", "guided"]
 
 #: The Grad-CAM-family methods Guided Grad-CAM can be composed from, with their names.
 FAMILY_NAMES = {"grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "xgrad_cam": "XGrad-CAM"}
@@ -37,4 +37,17 @@ def guided(gc: Trace, R) -> Trace:
     t.add("R", R, of="guided")
     magnitude = abs(t.add("guided", R * L_up, of="guided", name=name))
     t.add("map", magnitude.amax(1) if hasattr(magnitude, "amax") else magnitude.max(1), of="guided")  # torch | NumPy
+    return t
+
+
+def class_model_terms(t: Trace, curves: dict, snapshots: list, image, stack) -> Trace:
+    """The last terms of a class model visualisation (both twins; ``stack`` is ``torch.stack`` or
+    ``np.stack``): the curves over the steps ``S``, ``R`` and ``J = S - R``, the gradient's norm, the
+    snapshots and the final image."""
+    S = t.add("S", stack(curves["S"]))
+    R = t.add("R", stack(curves["R"]))
+    t.add("J", S - R)
+    t.add("grad_norm", stack(curves["grad_norm"]))
+    t.add("snapshots", stack(snapshots))
+    t.add("image", image)
     return t

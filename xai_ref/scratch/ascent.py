@@ -11,6 +11,7 @@ import math
 import numpy as np
 
 from ..checks import as_classes, as_count, as_number, as_range, as_seed, check_ascent_args
+from ..compose import class_model_terms
 from ..trace import Trace
 from .gradients import check_batch, forward_backward, is_neuron
 from .network import Sequential
@@ -101,13 +102,7 @@ def class_model(net: Sequential, target, shape=(3, 64, 64), steps: int = 200, lr
             snapshots.append(I.copy())
             t.meta["snapshot_steps"].append(step + 1)
     t.meta["target"] = p.classes                    # the classes, as the pass checked them (None: a neuron)
-    S = t.add("S", np.stack(curves["S"]))
-    R = t.add("R", np.stack(curves["R"]))
-    t.add("J", S - R)
-    t.add("grad_norm", np.stack(curves["grad_norm"]))
-    t.add("snapshots", np.stack(snapshots))
-    t.add("image", I)
-    return t
+    return class_model_terms(t, curves, snapshots, I, np.stack)
 
 
 def fooling_image(net: Sequential, x: np.ndarray, target, lr: float = 1.0, max_steps: int = 100,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..checks import check_gap_head, check_spatial
 from ..compose import guided
 from ..trace import Trace
 from .backprop import guided_backprop
@@ -36,17 +37,11 @@ def _gap_head(net: Sequential, x: np.ndarray, layer, fc):
         raise ValueError(f"fc must be the Linear layer after GAP, got {fc_name!r} ({type(net[fc_name]).__name__})")
     name = layer_name(net, layer)
     f, fc_out = net.activations[name], net.activations[fc_name]
-    if f.ndim != 4:
-        raise ValueError(f"CAM needs the layer before GAP, with (B,K,h,w) output; {name!r} is not one")
     W = net[fc_name].W                                                       # (classes, K)
     b = net[fc_name].b if net[fc_name].b is not None else np.zeros(W.shape[0], dtype=f.dtype)
-    if W.shape[1] != f.shape[1] or not _close(f.mean((2, 3)) @ W.T + b, fc_out):
-        raise ValueError(f"CAM needs GAP followed by one linear layer: the input of {fc_name!r} is not the "
-                         f"spatial average of the {f.shape[1]} feature maps of {name!r}. For a flatten + "
-                         "fully-connected head use grad_cam, which needs no particular head")
-    if scores.shape != fc_out.shape or not _close(scores, fc_out):
-        raise ValueError(f"CAM needs the net's output to be the class scores computed by {fc_name!r}, "
-                         "but something comes after it; pass the final linear layer as fc")
+    pooled_ok = f.ndim == 4 and W.shape[1] == f.shape[1] and _close(f.mean((2, 3)) @ W.T + b, fc_out)
+    check_gap_head(f.ndim, f.shape[1] if f.ndim > 1 else 0, name, fc_name, pooled_ok,
+                   scores.shape == fc_out.shape and _close(scores, fc_out))
     return f, scores, W, b, name
 
 
@@ -90,7 +85,7 @@ def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Tra
     t = Trace("cam", meta={"target": c, "layer": name, "y": scores[np.arange(len(c)), c]})
     t.add("f", f)
     w = t.add("w", W[c])
-    M = t.add("M", np.einsum("bk,bkhw->bhw", w, f))
+    M = t.add("M", (w[:, :, None, None] * f).sum(1))                           # sum_k w^c_k f_k
     t.add("S", M.mean((1, 2)) + b[c])
     t.add("map", resize(M, x.shape[2:]))
     return t
@@ -125,14 +120,12 @@ def _alpha_xgrad_cam(p: Pass, t: Trace, sign: float) -> np.ndarray:
 def _grad_cam_family(method: str, alpha_fn, net, x, target, layer, counterfactual) -> Trace:
     """A -> dY_dA -> alpha (by ``alpha_fn``) -> weighted = sum_k alpha_k A^k -> L = ReLU(weighted) -> map."""
     p = forward_backward(net, x, target, wrt=("layer",), layer=layer)
-    if p.A.ndim != 4:
-        raise ValueError(f"{method} needs a layer with spatial output (B,K,h,w); layer {p.layer!r} gives "
-                         f"{p.A.shape}. Pick a convolutional layer (layer=None picks the last one)")
+    check_spatial(method, p.layer, p.A.shape)
     t = Trace(method, meta={"target": p.classes, "layer": p.layer, "y": p.y, "counterfactual": counterfactual})
     A = t.add("A", p.A, layer=p.layer)
     t.add("dY_dA", p.dY_dA)
     alpha = alpha_fn(p, t, -1.0 if counterfactual else 1.0)
-    weighted = t.add("weighted", np.einsum("bk,bkhw->bhw", alpha, A))
+    weighted = t.add("weighted", (alpha[:, :, None, None] * A).sum(1))          # sum_k alpha_k A^k
     L = t.add("L", np.maximum(weighted, 0))
     t.add("map", resize(L, x.shape[2:]))
     return t
