@@ -325,3 +325,17 @@ def test_no_warnings_and_no_figures(nin, image):
     assert plt.get_fignums() == []
     assert render.curve_chart({"a": np.arange(5.0)}).startswith(b"\x89PNG")
     assert render.bar_chart(np.arange(2000.0) - 1000, top=20).startswith(b"\x89PNG")
+
+
+def test_the_term_shown_survives_a_method_switch():
+    e = GradCAMExplorer()
+    step = e.controls["step"]
+    step.value = e.trace.symbols.index("L") + 1
+    e.controls["method"].value = "Grad-CAM++"                  # one more term (a) before alpha: L moves
+    assert e.stepper.term.symbol == "L" and "the nearest step" not in e.stepper.header.value
+    step.value = e.trace.symbols.index("a") + 1
+    e.controls["method"].value = "XGrad-CAM"                   # no term a: the same step number, said
+    assert step.value == 3 and e.stepper.term.symbol == "alpha"
+    assert "this method has no <code>a</code>; the nearest step" in e.stepper.header.value
+    step.value = 4                                             # moving on clears the note
+    assert "nearest step" not in e.stepper.header.value

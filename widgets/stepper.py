@@ -103,7 +103,8 @@ class Stepper(W.VBox):
         self.controls = {"step": self.step, "channel": self.channel}
         self.prev.on_click(lambda _: self._move(-1))
         self.next.on_click(lambda _: self._move(+1))
-        self.step.observe(lambda _: self.redraw(), "value")
+        self._showing, self.instead_of = False, None   # instead_of: the term of the last trace it replaces
+        self.step.observe(self._stepped, "value")
         self.channel.observe(lambda _: self.redraw(), "value")
         views = W.HBox([self.picture, self.detail, self.numbers], layout=W.Layout(align_items="flex-start",
                                                                                   flex_flow="row wrap"))
@@ -115,8 +116,10 @@ class Stepper(W.VBox):
     # --- public -----------------------------------------------------------------------------------
 
     def show(self, trace, rgb: np.ndarray | None = None) -> None:
-        """Show a (new) trace, keeping the step number when the new trace has as many terms
-        (``None``: show nothing)."""
+        """Show a (new) trace at the term shown before, found by its symbol (Grad-CAM -> Grad-CAM++ stays
+        on ``L``); when the new trace has no such term, at the same step number (within range), and the
+        header says which term it stands for (``None``: show nothing)."""
+        before = self.term
         self.trace = trace
         if rgb is not None:
             self.rgb = rgb
@@ -125,7 +128,13 @@ class Stepper(W.VBox):
             self.header.value = self.equations.value = self.numbers.value = ""
             self.picture.layout.display = self.detail.layout.display = self.channel.layout.display = "none"
             return
+        kept = before is None or before.symbol in trace.symbols
+        step = trace.symbols.index(before.symbol) + 1 if before is not None and kept else self.step.value
+        self._showing = True                  # one redraw below, not one per slider change
         self.step.max = len(trace.steps)
+        self.step.value = min(step, self.step.max)
+        self._showing = False
+        self.instead_of = None if kept else before.symbol
         self.redraw()
 
     def forget_drawn(self) -> None:
@@ -149,6 +158,11 @@ class Stepper(W.VBox):
 
     # --- drawing ----------------------------------------------------------------------------------
 
+    def _stepped(self, _) -> None:
+        if not self._showing:
+            self.instead_of = None
+            self.redraw()
+
     def _move(self, delta: int) -> None:
         self.step.value = min(max(self.step.value + delta, self.step.min), self.step.max)
 
@@ -166,7 +180,9 @@ class Stepper(W.VBox):
             self._drawn[key] = self._draw(term, kind)
         picture, detail, numbers = self._drawn[key]
         self.header.value = (f"<b>{html.escape(self.trace.method)}</b> &nbsp; step {self.step.value} of {n}: "
-                             f"<code>{html.escape(term.symbol)}</code> &mdash; {html.escape(term.description)}")
+                             f"<code>{html.escape(term.symbol)}</code> &mdash; {html.escape(term.description)}"
+                             + ("" if self.instead_of is None else f" <i>(this method has no <code>"
+                                f"{html.escape(self.instead_of)}</code>; the nearest step)</i>"))
         self.equations.value = self._equations()
         for widget, value in ((self.picture, picture), (self.detail, detail)):
             widget.layout.display = "" if value else "none"
