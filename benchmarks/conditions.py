@@ -441,15 +441,19 @@ def plot(res, folder: Path) -> None:
                 if meth == "accuracy":
                     continue
                 m, s = np.array(c[meth][score]).T
-                line, = ax.plot(area, m, marker="o", ms=3, label=meth, ls="--" if meth == "random map" else "-")
-                ax.fill_between(area, m - s, m + s, color=line.get_color(), alpha=0.15)
+                colour = f"C{LOC_METHODS.index(meth)}"     # the same colour for a method in every panel
+                ax.plot(area, m, marker="o", ms=3, label=meth, color=colour, ls="--" if meth == "random map" else "-")
+                ax.fill_between(area, m - s, m + s, color=colour, alpha=0.15)
             ax.set_title(f"{name}: {LOC_SCORES[score]}", fontsize=9)
             ax.set_xscale("log")
+            ax.set_xticks(area, [f"{a:.1f}" for a in area])
+            ax.set_xticks([], minor=True)
             if score == "box_ratio15":
                 ax.set_yscale("log")
                 ax.axhline(1, color="k", lw=0.8)
         axes[-1, j].set_xlabel("object area (% of the image)")
     axes[0, 0].legend(fontsize=7)
+    axes[0, 1].legend(fontsize=7)
     fig.suptitle("localization against object size (mean ± std over training seeds)")
     fig.tight_layout()
     fig.savefig(folder / PLOTS["localization"], dpi=80)
