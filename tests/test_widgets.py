@@ -339,3 +339,12 @@ def test_the_term_shown_survives_a_method_switch():
     assert "this method has no <code>a</code>; the nearest step" in e.stepper.header.value
     step.value = 4                                             # moving on clears the note
     assert "nearest step" not in e.stepper.header.value
+
+
+def test_the_default_channel_is_the_most_important_one_until_the_student_picks_one():
+    cam, gc = CAMExplorer(), GradCAMExplorer()
+    assert cam.controls["channel"].value == int(cam.trace.w[0].abs().argmax())
+    assert gc.controls["channel"].value == int(gc.trace.alpha[0].abs().argmax())
+    gc.controls["channel"].value = 0
+    gc.controls["target"].value = (gc.controls["target"].value + 1) % 6     # another class: the choice stays
+    assert gc.controls["channel"].value == 0

@@ -313,23 +313,27 @@ def bar_chart(values, labels=None, highlight=(), title: str = "", xlabel: str = 
 
     With ``labels`` (names, e.g. classes) the bars are horizontal, one named row each. With more than
     ``top`` values, only the ``top`` largest are drawn, largest first (largest in magnitude without
-    labels, e.g. weights; largest with labels, e.g. class scores).
+    labels, e.g. weights; largest with labels, e.g. class scores), and then the highlighted ones that
+    are not among them, last: a highlighted bar is always drawn.
     """
     v = to_numpy(values).reshape(-1).astype(np.float64)
     highlight = {int(highlight)} if np.isscalar(highlight) else {int(h) for h in highlight}
     idx = np.arange(len(v))
     if len(v) > top:
         idx = np.argsort(-(v if labels is not None else np.abs(v)), kind="stable")[:top]
-        title = f"{title} ({top} largest of {len(v)})".strip()
+        extra = sorted(h for h in highlight if 0 <= h < len(v) and h not in set(idx.tolist()))
+        title = f"{title} ({top} largest of {len(v)}{', and the one in red' if extra else ''})".strip()
+        idx = np.concatenate([idx, np.array(extra, dtype=idx.dtype)])
     colour = [RED if i in highlight else BLUE for i in idx]
     if labels is not None:
         return _hbar_chart(v[idx], [str(labels[i]) for i in idx], colour, title, xlabel, width)
     chart = Chart((-0.6, len(idx) - 0.4), _ylim(v[idx]), width, height, title, xlabel, xticks=len(idx) == len(v))
     for x, i in enumerate(idx):
         chart.bar(x, v[i], colour=colour[x])
-    if len(idx) != len(v):                      # the bars' indices, under the frame
-        for x, i in list(enumerate(idx))[::max(1, len(idx) // 8)]:
-            chart.text(chart.px(x), chart.box[3] + 4, str(i), anchor="mt", size=9)
+    if len(idx) != len(v):                      # the bars' indices, under the frame (every highlighted one)
+        for x, i in enumerate(idx):
+            if x % max(1, len(idx) // 8) == 0 or i in highlight:
+                chart.text(chart.px(x), chart.box[3] + 4, str(i), anchor="mt", size=9)
     chart.hline(0)
     return chart.png()
 

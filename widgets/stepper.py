@@ -66,6 +66,15 @@ def kind_of(term) -> str:
     return _BY_AXES.get(axes, "bars" if len(axes) == 2 else "text")
 
 
+def important_channel(trace) -> int | None:
+    """The channel that matters most for the first image: the largest |weight| of the first term with one
+    value per channel (``alpha``, ``w``, ``F``), or None when no term has one."""
+    for term in trace.steps:
+        if tuple(term.axes) == ("image", "channel") and hasattr(term.value, "shape"):
+            return int(np.abs(render.to_numpy(term.value[0])).argmax())
+    return None
+
+
 class Stepper(W.VBox):
     """Step through a Trace: ◀ / ▶ buttons, a step slider, the equation and the current term's value.
 
@@ -78,7 +87,8 @@ class Stepper(W.VBox):
     kinds: overrides of `kind_of`, symbol -> kind (e.g. ``{"I0": "image"}``).
     size: the side, in pixels, that pictures are scaled up to.
 
-    ``controls``: ``step`` (1-based) and ``channel`` (the feature map k shown enlarged / in red).
+    ``controls``: ``step`` (1-based) and ``channel`` (the feature map k shown enlarged / in red; until the
+    student moves it, the most important one for the shown class: `important_channel`).
     ``marker``: ``(row, col)`` a cell drawn on maps (the pixel picker of an explorer), or None.
 
     Lesson: ``lessons/00_tour.ipynb``.
@@ -105,7 +115,8 @@ class Stepper(W.VBox):
         self.next.on_click(lambda _: self._move(+1))
         self._showing, self.instead_of = False, None   # instead_of: the term of the last trace it replaces
         self.step.observe(self._stepped, "value")
-        self.channel.observe(lambda _: self.redraw(), "value")
+        self._channel_chosen = False          # until the student moves it, the channel follows the weights
+        self.channel.observe(self._channel_moved, "value")
         views = W.HBox([self.picture, self.detail, self.numbers], layout=W.Layout(align_items="flex-start",
                                                                                   flex_flow="row wrap"))
         super().__init__([W.HBox([self.prev, self.step, self.next]), self.header, self.equations,
@@ -133,6 +144,10 @@ class Stepper(W.VBox):
         self._showing = True                  # one redraw below, not one per slider change
         self.step.max = len(trace.steps)
         self.step.value = min(step, self.step.max)
+        k = important_channel(trace)
+        if k is not None and not self._channel_chosen:
+            self.channel.max = max(self.channel.max, k)
+            self.channel.value = k
         self._showing = False
         self.instead_of = None if kept else before.symbol
         self.redraw()
@@ -157,6 +172,11 @@ class Stepper(W.VBox):
         return self.kinds.get(term.symbol) or kind_of(term)
 
     # --- drawing ----------------------------------------------------------------------------------
+
+    def _channel_moved(self, _) -> None:
+        if not self._showing:
+            self._channel_chosen = True
+            self.redraw()
 
     def _stepped(self, _) -> None:
         if not self._showing:
@@ -204,7 +224,9 @@ class Stepper(W.VBox):
         has_channels = kind in ("maps", "bars") and len(shape) >= 2
         self.channel.layout.display = "" if has_channels else "none"
         if has_channels and self.channel.max != shape[1] - 1:
-            self.channel.max = shape[1] - 1   # clamps value; the observer redraws with the new value
+            self._showing = True
+            self.channel.max = shape[1] - 1   # may clamp the value; this redraw goes on with it
+            self._showing = False
 
     def _draw(self, term, kind: str) -> tuple[bytes | None, bytes | None, str]:
         """(picture PNG, detail PNG, numbers HTML) for the current term."""
