@@ -48,6 +48,9 @@ from xai_ref.models import at_nets, load  # noqa: E402
 OUT = Path(__file__).with_name("attention_transfer.json")
 SWEEP_OUT = Path(__file__).with_name("attention_transfer_sweep.json")
 SWEEP_PNG = Path(__file__).with_name("attention_transfer_sweep.png")
+LONG_OUT = Path(__file__).with_name("attention_transfer_sweep_long.json")
+#: the convergence check: one size, alone and AT only, four times the steps (``--long``)
+LONG = dict(sizes=(15000,), steps=2400, settings=("alone", "at"))
 SWEEP_SETTINGS = ("alone", "at", "kd", "at+kd")
 #: the sweep: training-set sizes (the extremes first, so that a cut-off run still spans the range), seeds per
 #: setting, steps per network (600 batches of 50: 30,000 images, so the largest set is seen once; about an hour
@@ -56,7 +59,7 @@ SWEEP = dict(sizes=(1500, 30000, 5000, 15000), seeds=3, steps=600, schedule="ste
 #: differences compared: (setting, baseline)
 COMPARISONS = (("at", "alone"), ("kd", "alone"), ("at+kd", "alone"), ("at+kd", "kd"))
 N_FIT = 1000  # training images on which the final training CE, error and AT term are measured
-COMMAND = "python benchmarks/attention_transfer.py  (and --sweep)"
+COMMAND = "python benchmarks/attention_transfer.py; ... --sweep; ... --long"
 
 
 def mean_std(values):
@@ -203,13 +206,13 @@ def _teacher(n: int, data, config: dict, result: dict, cache: Path, progress: bo
 
 def sweep(sizes=SWEEP["sizes"], seeds=SWEEP["seeds"], steps=SWEEP["steps"], schedule=SWEEP["schedule"],
           out: Path = SWEEP_OUT, cache: Path = Path("/tmp/xai_ref_at_sweep"), progress: bool = True,
-          n_test: int = transfer.N_TEST) -> dict:
+          n_test: int = transfer.N_TEST, settings=SWEEP_SETTINGS) -> dict:
     """Run (or resume) the sweep; the JSON at ``out`` is rewritten after every teacher and every student.
     ``cache``: where the teachers' weights are kept for a resumed run (a missing one is retrained, and checked)."""
     config = sweep_config(steps, schedule, n_test)
     result = _load_sweep(out, config)
     done = {(r["n_train"], r["setting"], r["seed"]) for r in result["runs"]}
-    todo = [(n, seed, s) for n in sizes for seed in range(seeds) for s in SWEEP_SETTINGS if (n, s, seed) not in done]
+    todo = [(n, seed, s) for n in sizes for seed in range(seeds) for s in settings if (n, s, seed) not in done]
     with transfer._Deterministic(), tqdm(total=len(todo), desc="sweep runs", unit="run", disable=not progress) as bar:
         for n in sizes:
             mine = [(seed, s) for m, seed, s in todo if m == n]
@@ -255,7 +258,7 @@ def summarise(result: dict) -> dict:
     for n in sorted({r["n_train"] for r in result["runs"]}):
         rows = {s: [r for r in result["runs"] if r["n_train"] == n and r["setting"] == s] for s in SWEEP_SETTINGS}
         rows = {s: rs for s, rs in rows.items() if rs}
-        entry = dict(teacher_error=result["teachers"][str(n)]["error"],
+        entry = dict(teacher_error=result["teachers"][str(n)]["error"], steps=result["config"]["steps"],
                      epochs=result["config"]["steps"] * result["config"]["batch_size"] / n, settings={}, diffs={})
         for s, rs in rows.items():
             e, es = mean_std([r["error"] for r in rs])
@@ -270,59 +273,79 @@ def summarise(result: dict) -> dict:
     return summary
 
 
-def verdict(summary: dict, threshold: float = 2.0) -> str:
-    """One paragraph, generated from the numbers: where AT (and AT on top of KD) lowers or raises the error by
-    at least ``threshold`` Welch standard errors, and what the student's fit to its training set was there."""
-    def effect(key):
-        helps, hurts, neutral = [], [], []
-        for n, e in summary.items():
-            d = e["diffs"].get(key)
-            if d is None:
-                continue
+def _effects(summary: dict, key: str, threshold: float) -> tuple[list, list, list]:
+    """The sizes where ``key`` (e.g. "at - alone") lowers / raises the error by >= threshold Welch standard
+    errors, or neither: three lists of (n, diff dict)."""
+    helps, hurts, neutral = [], [], []
+    for n, e in summary.items():
+        if key in e["diffs"]:
+            d = e["diffs"][key]
             (helps if d["t"] <= -threshold else hurts if d["t"] >= threshold else neutral).append((int(n), d))
-        return helps, hurts, neutral
+    return helps, hurts, neutral
 
-    def sizes(items):
-        return ", ".join(f"{n:,}" for n, _ in items)
 
-    def span(items):
-        return ", ".join(f"{d['diff']:+.1f} points ({d['d']:+.1f} seed std, t = {d['t']:+.1f})" for _, d in items)
+def _at(items) -> str:
+    """'n = 1,500 (+15.8 points, d = +7.5, t = +9.2), ...' or 'no size'."""
+    return ", ".join(f"n = {n:,} ({d['diff']:+.1f} points, d = {d['d']:+.1f}, t = {d['t']:+.1f})"
+                     for n, d in items) or "no size"
 
-    helps, hurts, neutral = effect("at - alone")
-    parts = []
-    if helps:
-        parts.append(f"AT (β = 1000) lowers the student's held-out error at n = {sizes(helps)} training images "
-                     f"({span(helps)})")
-    if hurts:
-        parts.append(f"raises it at n = {sizes(hurts)} ({span(hurts)})")
-    if neutral:
-        parts.append(f"makes no difference beyond {threshold:g} standard errors at n = {sizes(neutral)} "
-                     f"({span(neutral)})")
-    text = "The claim " + ("holds" if helps and not hurts else "fails" if hurts and not helps else
-                           "holds only in part" if helps else "is not resolved") + " in our sweep: "
-    text += "; it ".join(parts) + ". "
-    kh, kx, kn = effect("at+kd - kd")
-    text += (f"On top of KD, AT lowers the error at n = {sizes(kh) or 'no size'} and raises it at "
-             f"n = {sizes(kx) or 'no size'}. ")
-    # the mechanism, from the training-set fit of the students
+
+def verdict(summary: dict, long: dict | None = None, threshold: float = 2.0) -> str:
+    """One paragraph generated from the numbers: where AT (alone, and on top of KD) lowers or raises the
+    held-out error by at least ``threshold`` Welch standard errors (holds / fails / unresolved), and why, from
+    the students' fit to their own training sets; ``long``: the summary of the longer-training check."""
+    helps, hurts, neutral = _effects(summary, "at - alone", threshold)
+    kd_helps, kd_hurts, _ = _effects(summary, "at+kd - kd", threshold)
+    text = (f"**Holds** (AT, β = 1000, lowers the student's held-out error by ≥ {threshold:g} standard errors) at "
+            f"{_at(helps)}. **Fails** (raises it) at {_at(hurts)}. Unresolved (|t| < {threshold:g}) at {_at(neutral)}. "
+            f"On top of KD, AT helps at {_at(kd_helps)} and hurts at {_at(kd_hurts)}. ")
     rows = [(int(n), e["settings"]) for n, e in summary.items() if {"alone", "at"} <= set(e["settings"])]
-    fits = "; ".join(f"n = {n:,}: training error {s['alone']['train_error_mean']:.1f}% alone vs "
-                     f"{s['at']['train_error_mean']:.1f}% with AT, whose AT term is {s['at']['train_at_term_mean']:.2f}"
-                     f" against a cross-entropy of {s['at']['train_ce_mean']:.2f}" for n, s in rows)
-    text += f"Why, from how the students fit their training sets ({fits}): "
-    worse_fit = [n for n, s in rows if s["at"]["train_error_mean"] > s["alone"]["train_error_mean"] + 1.0]
-    if worse_fit:
-        text += (f"at n = {', '.join(f'{n:,}' for n in worse_fit)} the AT student fits its own training set worse "
-                 f"than the student alone: the β = 1000 term takes the small student's capacity and steps away from "
-                 f"the labels, so AT acts as a constraint, not as extra information.")
+    alone_fit = [s["alone"]["train_error_mean"] for _, s in rows]
+    at_fit = [s["at"]["train_error_mean"] for _, s in rows]
+    gaps = [s["alone"]["error_mean"] - s["alone"]["train_error_mean"] for _, s in rows]
+    worse = [n for n, s in rows if s["at"]["train_error_mean"] > s["alone"]["train_error_mean"] + 1.0]
+    ns = [n for n, _ in rows]
+    size_decides = bool(helps) and bool(hurts)  # the sign of the effect changes with n
+    overfit = [n for n, g in zip(ns, gaps) if g > 2.0]
+    text += ("**Because**: " + ("the training-set size decides the sign of the effect. " if size_decides else
+                                "the training-set size does not decide it here (the sign never flips). ")
+             + f"The student alone over-fits (held-out minus training error > 2 points) at "
+             f"{', '.join(f'n = {n:,}' for n in overfit) or 'no size'} (gaps {', '.join(f'{g:+.1f}' for g in gaps)} "
+             f"points at n = {', '.join(f'{n:,}' for n in ns)}), so more data removes the over-fitting; "
+             + (f"but none of these students is trained to convergence (the student alone still gets "
+                f"{min(alone_fit):.1f}–{max(alone_fit):.1f}% of its own training images wrong) and "
+                if min(alone_fit) > 5.0 else "the students fit their training sets, and ")
+             )
+    if worse:
+        text += (f"the AT student fits its training set worse still ({min(at_fit):.1f}–{max(at_fit):.1f}% wrong; "
+                 f"worse than alone at n = {', '.join(f'{n:,}' for n in worse)}): with β = 1000 the map-matching "
+                 f"term is a constraint the small student satisfies at the expense of the labels, an under-fitting "
+                 f"that more data does not cure. ")
     else:
-        text += "the AT student fits its training set as well as the student alone at every size."
+        text += "the AT student fits its training set as well as the student alone. "
+    if long:
+        for n, e in long.items():
+            d, short = e["diffs"].get("at - alone"), summary.get(n, {}).get("diffs", {}).get("at - alone")
+            if d is None or short is None:
+                continue
+            change = ("narrows" if abs(d["diff"]) < abs(short["diff"]) - 1 else
+                      "widens" if abs(d["diff"]) > abs(short["diff"]) + 1 else "leaves")
+            text += (f"Training {e['steps'] / summary[n]['steps']:.0f} times longer at n = {int(n):,} ({e['steps']} "
+                     f"steps; training error {e['settings']['alone']['train_error_mean']:.1f}% alone, "
+                     f"{e['settings']['at']['train_error_mean']:.1f}% with AT) {change} the difference: "
+                     f"AT − alone = {d['diff']:+.1f} points (t = {d['t']:+.1f}) against {short['diff']:+.1f} "
+                     f"(t = {short['t']:+.1f}) at {summary[n]['steps']} steps. ")
+    if not helps and min(alone_fit) > 5.0:
+        text += ("So the claim needs what the paper's CIFAR runs had and ours lack, students trained to "
+                 "convergence; a larger training set alone does not turn AT's cost into a gain.")
     return text
 
 
-def sweep_body(result: dict) -> str:
-    """The sweep's tables and verdict (Markdown) from attention_transfer_sweep.json."""
+def sweep_body(result: dict, long: dict | None = None) -> str:
+    """The sweep's tables and verdict (Markdown) from attention_transfer_sweep.json (and the longer-training
+    check ``long``, from attention_transfer_sweep_long.json)."""
     summary, cfg = summarise(result), result["config"]
+    long_summary = summarise(long) if long else None
     lines = [f"### When does the claim hold? Training-set size sweep (`--sweep`)", "",
              f"For each training-set size n (shapes, same task and held-out set as above; sets of different n are "
              f"separate draws) a teacher is trained on that set, then the student in each setting, "
@@ -354,10 +377,22 @@ def sweep_body(result: dict) -> str:
         if {"alone", "at"} <= set(s):
             lines.append(f"| {int(n):,} | {s['alone']['train_error_mean']:.1f} | {s['at']['train_error_mean']:.1f} | "
                          f"{s['at']['train_at_term_mean']:.3f} | {s['at']['train_ce_mean']:.3f} |")
+    if long_summary:
+        lines += ["", f"Convergence check (`--long`): the same, alone and AT only, with "
+                  f"{long['config']['steps']} steps per network (teacher retrained with as many):", "",
+                  "| n train | steps | epochs | teacher | alone | at | alone train error | at train error | "
+                  "at - alone: points, d, t |", "|---|---|---|---|---|---|---|---|---|"]
+        for n, e in long_summary.items():
+            s, d = e["settings"], e["diffs"].get("at - alone")
+            lines.append(f"| {int(n):,} | {e['steps']} | {e['epochs']:.1f} | {e['teacher_error']:.2f} | " + " | ".join(
+                f"{s[k]['error_mean']:.2f} ± {s[k]['error_std']:.2f} ({s[k]['seeds']})" for k in ("alone", "at"))
+                + f" | {s['alone']['train_error_mean']:.1f} | {s['at']['train_error_mean']:.1f} | "
+                + (f"{d['diff']:+.2f}, {d['d']:+.1f}, {d['t']:+.1f} |" if d else "– |"))
     lines += ["", f"![error vs training-set size]({SWEEP_PNG.name})", "",
-              f"**Verdict** (generated from the numbers above, |t| ≥ 2 counts): {verdict(summary)}", "",
+              f"**Verdict** (generated from the numbers above, |t| ≥ 2 counts): {verdict(summary, long_summary)}", "",
               f"Sweep wall time {result['seconds_total']:.0f} s of training on one thread "
-              f"({len(result['runs'])} student runs, {len(result['teachers'])} teachers)."]
+              f"({len(result['runs'])} student runs, {len(result['teachers'])} teachers)"
+              + (f"; convergence check {long['seconds_total']:.0f} s ({len(long['runs'])} runs)." if long else ".")]
     return "\n".join(lines)
 
 
@@ -369,19 +404,20 @@ def plot_sweep(result: dict, path: Path = SWEEP_PNG) -> None:
 
     summary = summarise(result)
     ns = [int(n) for n in summary]
-    fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
     for k, s in enumerate(SWEEP_SETTINGS):
         pts = [(int(n), e["settings"][s]) for n, e in summary.items() if s in e["settings"]]
         ax.errorbar([n * (1 + 0.03 * (k - 1.5)) for n, _ in pts], [v["error_mean"] for _, v in pts],
                     yerr=[v["error_std"] for _, v in pts], marker="o", capsize=4, label=f"student: {s}")
     ax.plot(ns, [summary[str(n)]["teacher_error"] for n in ns], "k--", marker="s", label="teacher (1 seed)")
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(ns, [f"{n:,}" for n in ns])
     ax.set_xlabel(f"training-set size n (each network: {result['config']['steps']} steps of "
                   f"{result['config']['batch_size']})")
     ax.set_ylabel("held-out error (%)")
     ax.set_title("Attention transfer vs training-set size (mean ± std over seeds)")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -392,7 +428,8 @@ def report(sweep_out: Path = SWEEP_OUT) -> str:
     if sweep_out.exists():
         result = json.loads(sweep_out.read_text())
         if result["runs"]:
-            body += "\n\n" + sweep_body(result)
+            long = json.loads(LONG_OUT.read_text()) if LONG_OUT.exists() else None
+            body += "\n\n" + sweep_body(result, long if long and long["runs"] else None)
             plot_sweep(result)
     write_section("attention_transfer", COMMAND, body)
     return body
@@ -411,10 +448,15 @@ def main(argv=None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SWEEP["sizes"]))
     parser.add_argument("--steps", type=int, default=SWEEP["steps"])
     parser.add_argument("--sweep-out", type=Path, default=SWEEP_OUT)
+    parser.add_argument("--long", action="store_true", help=f"run (or resume) the convergence check {LONG}, "
+                        f"written to {LONG_OUT.name}")
     parser.add_argument("--report", action="store_true", help="only rewrite RESULTS.md and the plot")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    if args.sweep:
+    if args.long:
+        result = sweep(LONG["sizes"], args.seeds or SWEEP["seeds"], LONG["steps"], out=LONG_OUT,
+                       settings=LONG["settings"])
+    elif args.sweep:
         result = sweep(args.sizes, args.seeds or SWEEP["seeds"], args.steps, out=args.sweep_out)
     elif not args.report:
         args.seeds = args.seeds or 3

@@ -1,6 +1,11 @@
 """Attention transfer: the attention maps and AT loss against hand-computed values and the authors' reference
 formula, one AT step moving a student towards its teacher, the training losses, and the shipped weights."""
 
+import importlib.util
+import json
+import time
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -130,3 +135,77 @@ def test_architecture():
         relus = [m for m in net.modules() if isinstance(m, torch.nn.ReLU)]
         assert len({id(m) for m in relus}) == len(relus)
     assert sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters()) / 5
+
+
+# --- the step schedule, the step budget, and the training-set size sweep (benchmarks/attention_transfer.py) ---
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("attention_transfer_bench", ROOT / "benchmarks" / "attention_transfer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_schedule_is_the_papers_shape():
+    model = torch.nn.Linear(2, 2)
+    opt, sched = transfer._schedule(model, "step", 0.1, total=10)
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 3 + [0.02] * 3 + [0.004] * 2 + [0.0008] * 2)  # x0.2 at 30%, 60%, 80%
+    with pytest.raises(ValueError, match="schedule"):
+        transfer._schedule(model, "cosine", 0.1, total=10)
+
+
+def test_batches_run_a_fixed_number_of_steps_over_whole_passes():
+    batches = list(transfer._batches(120, 5, torch.Generator().manual_seed(0)))
+    assert [len(b) for b in batches] == [50, 50, 20, 50, 50]
+    assert sorted(torch.cat(batches[:3]).tolist()) == list(range(120))  # the first pass is a permutation
+
+
+def test_welch_by_hand():
+    d = _bench().welch([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])
+    assert d["diff"] == pytest.approx(-3.0) and d["pooled_std"] == pytest.approx(1.0) and d["d"] == pytest.approx(-3.0)
+    assert d["se"] == pytest.approx((2 / 3) ** 0.5) and d["t"] == pytest.approx(-3.0 / (2 / 3) ** 0.5)
+
+
+def test_sweep_smoke_resumes_and_reports(tmp_path):
+    bench = _bench()
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled())  # torch's one-time imports
+    t0 = time.perf_counter()
+    kw = dict(sizes=(60,), seeds=2, steps=2, out=tmp_path / "sweep.json", cache=tmp_path / "cache", progress=False,
+              n_test=40)
+    result = bench.sweep(**kw)
+    assert len(result["runs"]) == 2 * len(bench.SWEEP_SETTINGS)
+    assert json.loads((tmp_path / "sweep.json").read_text())["runs"] == result["runs"]  # written as it goes
+    again = bench.sweep(**kw)  # everything is there: nothing is trained again
+    assert again["runs"] == result["runs"]
+    summary = bench.summarise(result)
+    assert summary["60"]["settings"]["at"]["seeds"] == 2 and "at - alone" in summary["60"]["diffs"]
+    assert "Verdict" in bench.sweep_body(result)
+    bench.plot_sweep(result, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="another configuration"):
+        bench.sweep(**{**kw, "steps": 3})
+    assert time.perf_counter() - t0 < 20
+
+
+def test_shipped_sweep_has_three_seeds_everywhere_and_matches_results_md():
+    bench = _bench()
+    result = json.loads(bench.SWEEP_OUT.read_text())
+    summary = bench.summarise(result)
+    assert len(summary) >= 3, "at least three training-set sizes"
+    for n, entry in summary.items():
+        for setting in bench.SWEEP_SETTINGS:
+            assert entry["settings"][setting]["seeds"] >= 3, (n, setting)
+        assert set(entry["diffs"]) == {f"{a} - {b}" for a, b in bench.COMPARISONS}
+    text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    section = text.split("<!-- attention_transfer:start -->")[1].split("<!-- attention_transfer:end -->")[0]
+    for line in bench.sweep_body(result).splitlines():  # the tables and the verdict, recomputed from the JSON
+        assert line in section, line
