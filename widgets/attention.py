@@ -113,8 +113,9 @@ class AttentionExplorer(Explorer):
         t, c = self.trace, self.controls
         QT, QS = t.Q_T[0].numpy(), t.Q_S[0].numpy()
         diff = (t.q_S[0] - t.q_T[0]).reshape(QS.shape).numpy()
-        pics = [self.fit(render.overlay(self.rgb, QT)), self.fit(render.overlay(self.rgb, QS)),
-                self.fit(render.resize_nearest(render.colourise(diff, render.SIGNED), *self.rgb.shape[:2]))]
+        size = self.fit(self.rgb).shape[0]
+        pics = [render.shown(QT, size, self.rgb), render.shown(QS, size, self.rgb),
+                render.shown(render.resize_nearest(diff, *self.rgb.shape[:2]), size)]
         self.maps.value = render.png(render.tile(pics, cols=3, pad=6))
         s_name, t_name = (html.escape(n) for n in self.pairs[c["pair"].value])
         self.loss.value = (f"<div style='font-size:14px'>L<sub>AT</sub> = <b>{float(t.loss):.4g}</b><br>"

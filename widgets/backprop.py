@@ -216,10 +216,11 @@ class BackpropExplorer(Explorer):
         k = self.controls["relu_channel"].value
         i, j, n = self.controls["patch_row"].value, self.controls["patch_col"].value, self.patch
         xk = x[k].numpy()
-        pic = render.fit(render.colourise(xk, render.SIGNED), 224)
+        scale = render.scale(xk)
+        pic = render.fit(render.colourise(xk, *scale), 224)
         sy, sx = pic.shape[0] / xk.shape[0], pic.shape[1] / xk.shape[1]
         patch = (j * sx, i * sy, (j + n) * sx, (i + n) * sy)
-        self.zoom_map.value = render.png(render.draw_rect(pic, patch))
+        self.zoom_map.value = render.png(render.with_bar(render.draw_rect(pic, patch), *scale))
         xp, Rp = x[k, i:i + n, j:j + n], R[k, i:i + n, j:j + n]
         upper = relu_upper(self.model, relu)
         gate = ((xp > 0) if upper is None else (xp > 0) & (xp < upper)).numpy()

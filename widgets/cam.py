@@ -98,9 +98,9 @@ class CAMExplorer(Explorer):
         self.weights.value = render.bar_chart(w, highlight=top, xlabel="feature map k", top=64,
                                               title=f"w for {self.class_name(t.meta['target'][0])}")
         weighted = (t.w[0][:, None, None] * t.f[0]).numpy()            # (K,h,w): w_k f_k
-        vmin, vmax = render.value_range(weighted[top])
-        tiles = [render.fit(render.colourise(weighted[k], render.SIGNED, vmin, vmax), 96) for k in top]
-        self.top_maps.value = render.png(render.tile(tiles, cols=min(4, len(tiles))))
+        scale = render.scale(weighted[top])
+        tiles = [render.fit(render.colourise(weighted[k], *scale), 96) for k in top]
+        self.top_maps.value = render.png(render.with_bar(render.tile(tiles, cols=min(4, len(tiles))), *scale))
         self.top_caption.value = "<span style='font-size:11px'>" + ", ".join(
             f"k={k}: w={w[k]:.3g}" for k in top) + "</span>"
         self.partial = weighted[top].sum(0)
@@ -110,10 +110,10 @@ class CAMExplorer(Explorer):
         """The sum over the top-k maps next to M (the sum over all K), one colour scale, the position marked."""
         M = self.trace.M[0].numpy()
         i, j = self.position(*M.shape)
-        vmin, vmax = render.value_range(np.stack([self.partial, M]))
-        pics = [render.mark_cell(render.fit(render.colourise(m, render.SIGNED, vmin, vmax), 160), i, j, *M.shape)
+        scale = render.scale(np.stack([self.partial, M]))
+        pics = [render.mark_cell(render.fit(render.colourise(m, *scale), 160), i, j, *M.shape)
                 for m in (self.partial, M)]
-        self.sum_maps.value = render.png(render.tile(pics, cols=2, pad=6))
+        self.sum_maps.value = render.png(render.with_bar(render.tile(pics, cols=2, pad=6), *scale))
 
     def draw_pixel(self) -> None:
         """M_c(i,j) = sum_k w_k f_k(i,j): the top-k terms, the rest summed, the total, the trace's M."""

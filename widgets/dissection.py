@@ -14,7 +14,6 @@ import html
 import ipywidgets as W
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from xai_ref import dissection
 from xai_ref.data import shapes
@@ -182,7 +181,7 @@ class DissectionExplorer(Explorer):
             if dim_below_T:
                 pic = np.where((a > T)[..., None], pic, (pic * 0.3).astype(np.uint8))
             tiles.append(render.fit(pic, TILE))
-        bar = colour_bar(vmin, vmax, T, TILE)
+        bar = render.colour_bar(render.MAPS, vmin, vmax, TILE, marker=T, label="T=")
         return render.png(render.tile(tiles + [bar], cols=len(tiles) + 1))
 
     def overlap_strip(self, k: int, c: int) -> bytes:
@@ -228,20 +227,4 @@ LEGEND = ("<div style='font-size:11px'><span style='color:#e6192d'>■</span> on
           "<span style='color:#c8b000'>■</span> both</div>")
 
 
-def colour_bar(vmin: float, vmax: float, marker: float, height: int) -> np.ndarray:
-    """A vertical colour bar (viridis, vmin at the bottom) with its ends labelled and ``marker`` (T_k) drawn
-    as a red line with its value: (height, 64, 3) uint8."""
-    ramp = render.colour_table(render.MAPS)[np.linspace(255, 0, height).round().astype(int)]
-    img = Image.new("RGB", (64, height), render.WHITE)
-    img.paste(Image.fromarray(np.repeat(ramp[:, None], 12, axis=1)), (0, 0))
-    draw = ImageDraw.Draw(img)
-    y = round((1 - render.normalise(np.array(marker), vmin, vmax).item()) * (height - 1))
-    draw.line([(0, y), (16, y)], fill=render.RED, width=2)
-    f = render.font(9)
-    draw.text((15, 0), f"{vmax:.3g}", fill=render.BLACK, font=f)
-    draw.text((15, height - 11), f"{vmin:.3g}", fill=render.BLACK, font=f)
-    draw.text((18, min(max(y - 5, 11), height - 22)), f"T={marker:.3g}", fill=render.RED, font=f)
-    return np.asarray(img)
-
-
-__all__ = ["DissectionExplorer", "UnitStepper", "colour_bar"]
+__all__ = ["DissectionExplorer", "UnitStepper"]

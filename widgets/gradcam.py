@@ -121,10 +121,10 @@ class GradCAMExplorer(Explorer):
         t = self.trace
         guided = t.method.startswith("guided_")          # the map is then Guided Grad-CAM's, up(L) is L_up
         L, up = t.L[0].numpy(), (t.L_up[0, 0] if guided else t.map[0]).numpy()
-        small = render.mark_cell(render.fit(render.colourise(L, render.HEAT), self.size),
-                                 *self.position(*L.shape), *L.shape)
-        over = self.fit(render.overlay(self.rgb, up))
-        self.maps.value = render.png(render.tile([small, over], cols=2, pad=6))
+        scale = render.scale(L)
+        small = render.mark_cell(render.fit(render.colourise(L, *scale), self.size), *self.position(*L.shape), *L.shape)
+        over = render.shown(up, self.fit(self.rgb).shape[0], self.rgb)
+        self.maps.value = render.png(render.tile([render.with_bar(small, *scale), over], cols=2, pad=6))
         if guided:
             self.guided_panel.picture.value = render.png(self.fit(render.magnitude(t.map[0].numpy())))
 

@@ -27,8 +27,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
-#: Colormaps used throughout: heatmaps over an image, signed values (blue < 0 < red), feature maps.
-HEAT, SIGNED, MAPS = "jet", "RdBu_r", "viridis"
+#: Colormaps used throughout: signed values (diverging, blue < 0 < red, centred on 0) and values of one
+#: sign (sequential); heatmaps over an image use the sequential one too. `scale` picks between them.
+SIGNED, MAPS = "RdBu_r", "viridis"
 #: Colours for highlights drawn into pictures (RGB).
 RED, WHITE, BLACK, YELLOW = (230, 25, 45), (255, 255, 255), (0, 0, 0), (255, 225, 25)
 
@@ -52,6 +53,59 @@ def value_range(a: np.ndarray, signed: bool | None = None) -> tuple[float, float
         m = max(abs(lo), abs(hi))
         return -m, m
     return lo, hi
+
+
+def scale(a) -> tuple[str, float, float]:
+    """``(cmap, vmin, vmax)`` for showing ``a``: values of both signs on `SIGNED`, centred on 0; otherwise on
+    `MAPS` from min to max, a constant map from 0 to its value (all zero: 0 to 1, so "nothing" is the
+    bottom colour, in a grid and enlarged alike)."""
+    a = to_numpy(a)
+    lo, hi = (float(np.min(a)), float(np.max(a))) if a.size else (0.0, 0.0)
+    if lo < 0 < hi:
+        return (SIGNED, *value_range(a, True))
+    if lo == hi:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        hi = hi if hi > lo else lo + 1.0
+    return MAPS, lo, hi
+
+
+def colour_bar(cmap: str, vmin: float, vmax: float, height: int, marker: float | None = None,
+               label: str = "") -> np.ndarray:
+    """A vertical colour bar (vmin at the bottom) with its ends (and 0, when inside) labelled, and a
+    ``marker`` value drawn as a red line with its ``label``: (height, 60, 3) uint8."""
+    height = max(height, 40)
+    ramp = colour_table(cmap)[np.linspace(255, 0, height).round().astype(int)]
+    img = Image.new("RGB", (60, height), WHITE)
+    img.paste(Image.fromarray(np.repeat(ramp[:, None], 10, axis=1)), (0, 0))
+    draw, f = ImageDraw.Draw(img), font(9)
+    y_of = lambda v: round((1 - normalise(np.array(v), vmin, vmax).item()) * (height - 1))  # noqa: E731
+    draw.text((13, 0), fmt(vmax), fill=BLACK, font=f)
+    draw.text((13, height - 11), fmt(vmin), fill=BLACK, font=f)
+    if vmin < 0 < vmax:
+        draw.text((13, min(max(y_of(0) - 5, 11), height - 22)), "0", fill=BLACK, font=f)
+    if marker is not None:
+        y = y_of(marker)
+        draw.line([(0, y), (12, y)], fill=RED, width=2)
+        draw.text((13, min(max(y - 5, 11), height - 22)), f"{label}{fmt(marker)}", fill=RED, font=f)
+    return np.asarray(img)
+
+
+def with_bar(pic: np.ndarray, cmap: str, vmin: float, vmax: float, **marker) -> np.ndarray:
+    """A picture with its colour bar on the right (4 px apart)."""
+    bar = colour_bar(cmap, vmin, vmax, pic.shape[0], **marker)
+    out = np.full((max(pic.shape[0], bar.shape[0]), pic.shape[1] + 4 + bar.shape[1], 3), 255, dtype=np.uint8)
+    out[:pic.shape[0], :pic.shape[1]] = pic
+    out[:bar.shape[0], pic.shape[1] + 4:] = bar
+    return out
+
+
+def shown(a, size: int, rgb: np.ndarray | None = None) -> np.ndarray:
+    """A map (h, w) scaled up to ``size`` (over the picture ``rgb`` when given) with its colour bar: one
+    colour rule everywhere (`scale`)."""
+    cmap, vmin, vmax = scale(a)
+    pic = fit(colourise(a, cmap, vmin, vmax), size) if rgb is None else fit(overlay(rgb, a, cmap=cmap, vmin=vmin,
+                                                                                     vmax=vmax), size)
+    return with_bar(pic, cmap, vmin, vmax)
 
 
 def normalise(a: np.ndarray, vmin: float, vmax: float) -> np.ndarray:
@@ -134,7 +188,7 @@ def resize_nearest(a: np.ndarray, height: int, width: int) -> np.ndarray:
     return a[rows][:, cols]
 
 
-def overlay(rgb: np.ndarray, heat, alpha: float = 0.5, cmap: str = HEAT,
+def overlay(rgb: np.ndarray, heat, alpha: float = 0.5, cmap: str = MAPS,
             vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
     """Blend a heatmap (h, w) over a picture (H, W, 3): ``(1 - alpha) * picture + alpha * colour(heat)``.
 

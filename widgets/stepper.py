@@ -234,14 +234,20 @@ class Stepper(W.VBox):
         caption = _caption(term)
         if kind == "maps":
             maps = render.to_numpy(v[0])
-            return self._grid(maps, k), self._enlarged(maps[k], f"k = {k}"), caption + _stats(maps[k], f"map {k}")
+            page = maps[(k // GRID_MAX) * GRID_MAX:][:GRID_MAX]
+            scale = render.scale(page)                    # one colour scale for the grid and the enlarged map
+            return (self._grid(page, k % GRID_MAX, scale), self._enlarged(maps[k], scale),
+                    caption + _stats(maps[k], f"map {k}"))
         if kind == "heatmap":
             m = render.to_numpy(v[0]).reshape(v.shape[-2:])
-            alone = self._mark(render.fit(render.colourise(m, render.SIGNED if m.min() < 0 < m.max() else render.HEAT),
-                                          self.size), m.shape)
-            over = None if self.rgb is None else self._mark(render.fit(render.overlay(self.rgb, m), self.size), m.shape)
+            cmap, vmin, vmax = render.scale(m)
+            alone = self._mark(render.fit(render.colourise(m, cmap, vmin, vmax), self.size), m.shape)
+            over = None if self.rgb is None else self._mark(
+                render.fit(render.overlay(self.rgb, m, cmap=cmap, vmin=vmin, vmax=vmax), self.size), m.shape)
             small = render.grid_html(m, "values") if m.size <= 100 else ""
-            return render.png(alone), None if over is None else render.png(over), caption + small
+            pictures = [render.png(render.with_bar(p, cmap, vmin, vmax)) if p is not None else None
+                        for p in (alone, over)]
+            return pictures[0], pictures[1], caption + small
         if kind == "bars":
             values = render.to_numpy(v[0])
             labels = self.class_names if self.class_names and term.axes[-1] == "class" else None
@@ -263,23 +269,22 @@ class Stepper(W.VBox):
             return None, None, caption + _numbers(v)
         return None, None, caption + f"<pre>{html.escape(repr(v))[:2000]}</pre>"
 
-    def _grid(self, maps: np.ndarray, k: int) -> bytes:
-        """The page of up to GRID_MAX maps holding channel k, one common colour scale, k outlined."""
-        start = (k // GRID_MAX) * GRID_MAX
-        page = maps[start:start + GRID_MAX]
+    def _grid(self, page: np.ndarray, k: int, scale: tuple) -> bytes:
+        """A page of up to GRID_MAX maps on one colour ``scale`` (`render.scale` of the page), map k of the
+        page outlined, the colour bar beside it."""
         side = 40
         if max(page.shape[1:]) > side:       # large maps: sample them down to ~40 px for the grid
             page = np.stack([render.resize_nearest(m, side, side) for m in page])
-        vmin, vmax = render.value_range(page)
-        tiles = render.colourise(page, render.SIGNED if vmin < 0 else render.MAPS, vmin, vmax)
+        tiles = render.colourise(page, *scale)
         factor = max(1, side // max(page.shape[1:]))
         tiles = [render.upscale(t, factor) for t in tiles]
         cols = int(np.ceil(np.sqrt(len(tiles))))
-        return render.png(render.tile(tiles, cols=cols, highlight=k - start))
+        return render.png(render.with_bar(render.tile(tiles, cols=cols, highlight=k), *scale))
 
-    def _enlarged(self, m: np.ndarray, label: str) -> bytes:
-        pic = render.colourise(m, render.SIGNED if m.min() < 0 < m.max() else render.MAPS)
-        return render.png(self._mark(render.fit(pic, self.size), m.shape))
+    def _enlarged(self, m: np.ndarray, scale: tuple) -> bytes:
+        """One map on the grid's colour ``scale``, enlarged, with the colour bar."""
+        pic = self._mark(render.fit(render.colourise(m, *scale), self.size), m.shape)
+        return render.png(render.with_bar(pic, *scale))
 
     def _mark(self, pic: np.ndarray, shape) -> np.ndarray:
         if self.marker is None:
