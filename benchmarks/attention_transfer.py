@@ -235,7 +235,8 @@ def sweep(sizes=SWEEP["sizes"], seeds=SWEEP["seeds"], steps=SWEEP["steps"], sche
                 _save_sweep(out, result)
                 bar.update()
                 tqdm.write(f"n={n:6d} {setting:6s} seed {seed}: error {info['error']:.2f}%  train error "
-                           f"{info['train_error']:.1f}%  AT term {info['train_at_term']:.3f}  ({info['seconds']:.0f} s)")
+                           f"{info['train_error']:.1f}%  AT term {info['train_at_term']:.3f}  "
+                           f"({info['seconds']:.0f} s)")
     return result
 
 
@@ -346,15 +347,16 @@ def sweep_body(result: dict, long: dict | None = None) -> str:
     check ``long``, from attention_transfer_sweep_long.json)."""
     summary, cfg = summarise(result), result["config"]
     long_summary = summarise(long) if long else None
-    lines = [f"### When does the claim hold? Training-set size sweep (`--sweep`)", "",
+    lines = ["### When does the claim hold? Training-set size sweep (`--sweep`)", "",
              f"For each training-set size n (shapes, same task and held-out set as above; sets of different n are "
              f"separate draws) a teacher is trained on that set, then the student in each setting, "
              f"{max(e['settings']['alone']['seeds'] for e in summary.values())} seeds. Every network: "
              f"{cfg['steps']} steps of {cfg['batch_size']} images (the same compute at every n, so the small sets "
              f"are seen for many epochs and the largest about once), the AT paper's schedule shape: SGD, momentum "
-             f"0.9, weight decay 5e-4, lr {cfg['lr']} times {cfg['gamma']} at {', '.join(f'{m:.0%}' for m in cfg['milestones'])} "
-             f"of the steps; β = {cfg['beta']:g}, p = {cfg['p']}, KD T = {cfg['kd_T']:g}, α = {cfg['kd_alpha']}. "
-             f"Held-out error (%), mean ± std over seeds:", "",
+             f"0.9, weight decay 5e-4, lr {cfg['lr']} times {cfg['gamma']} at "
+             f"{', '.join(f'{m:.0%}' for m in cfg['milestones'])} of the steps; β = {cfg['beta']:g}, "
+             f"p = {cfg['p']}, KD T = {cfg['kd_T']:g}, α = {cfg['kd_alpha']}. Held-out error (%), mean ± std over "
+             f"seeds:", "",
              "| n train | epochs | teacher | " + " | ".join(SWEEP_SETTINGS) + " |",
              "|---|---|---|" + "---|" * len(SWEEP_SETTINGS)]
     for n, e in summary.items():
@@ -422,15 +424,21 @@ def plot_sweep(result: dict, path: Path = SWEEP_PNG) -> None:
     plt.close(fig)
 
 
+def load_sweeps(sweep_out: Path = SWEEP_OUT) -> tuple[dict | None, dict | None]:
+    """The stored sweep and convergence check (None where missing or empty)."""
+    def read(path):
+        result = json.loads(path.read_text()) if path.exists() else None
+        return result if result and result["runs"] else None
+    return read(sweep_out), read(LONG_OUT)
+
+
 def report(sweep_out: Path = SWEEP_OUT) -> str:
     """Write the RESULTS.md section (the small table, then the sweep) and the plot from the JSONs."""
     body = small_body(json.loads(OUT.read_text()))
-    if sweep_out.exists():
-        result = json.loads(sweep_out.read_text())
-        if result["runs"]:
-            long = json.loads(LONG_OUT.read_text()) if LONG_OUT.exists() else None
-            body += "\n\n" + sweep_body(result, long if long and long["runs"] else None)
-            plot_sweep(result)
+    result, long = load_sweeps(sweep_out)
+    if result:
+        body += "\n\n" + sweep_body(result, long)
+        plot_sweep(result)
     write_section("attention_transfer", COMMAND, body)
     return body
 

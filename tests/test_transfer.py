@@ -143,7 +143,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("attention_transfer_bench", ROOT / "benchmarks" / "attention_transfer.py")
+    path = ROOT / "benchmarks" / "attention_transfer.py"
+    spec = importlib.util.spec_from_file_location("attention_transfer_bench", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -198,7 +199,7 @@ def test_sweep_smoke_resumes_and_reports(tmp_path):
 
 def test_shipped_sweep_has_three_seeds_everywhere_and_matches_results_md():
     bench = _bench()
-    result = json.loads(bench.SWEEP_OUT.read_text())
+    result, long = bench.load_sweeps()
     summary = bench.summarise(result)
     assert len(summary) >= 3, "at least three training-set sizes"
     for n, entry in summary.items():
@@ -207,5 +208,8 @@ def test_shipped_sweep_has_three_seeds_everywhere_and_matches_results_md():
         assert set(entry["diffs"]) == {f"{a} - {b}" for a, b in bench.COMPARISONS}
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     section = text.split("<!-- attention_transfer:start -->")[1].split("<!-- attention_transfer:end -->")[0]
-    for line in bench.sweep_body(result).splitlines():  # the tables and the verdict, recomputed from the JSON
+    if long:  # the convergence check: alone and AT, >= 3 seeds each
+        for n, entry in bench.summarise(long).items():
+            assert min(entry["settings"][s]["seeds"] for s in ("alone", "at")) >= 3, n
+    for line in bench.sweep_body(result, long).splitlines():  # the tables and the verdict, recomputed from the JSONs
         assert line in section, line

@@ -51,8 +51,8 @@ from .attention import at_loss, normalised_attention
 from .data import shapes
 from .models import at_nets
 
-__all__ = ["SCHEDULES", "SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets", "train_student",
-           "train_teacher", "transfer_loss"]
+__all__ = ["SCHEDULES", "SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets",
+           "train_student", "train_teacher", "transfer_loss"]
 
 SETTINGS = ("alone", "at", "kd", "at+kd", "cam")
 WEIGHTS_DIR = Path(__file__).parent / "models" / "weights"
