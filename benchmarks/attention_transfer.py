@@ -3,6 +3,7 @@
     python benchmarks/attention_transfer.py            # 5 settings x 3 seeds, ~10 minutes on an idle 2-core CPU
     python benchmarks/attention_transfer.py --seeds 5
     python benchmarks/attention_transfer.py --sweep    # when does AT help? ~25-60 minutes on ONE CPU core
+    python benchmarks/attention_transfer.py --long     # the convergence check: n = 15,000 with 4x the steps, ~20 min
     python benchmarks/attention_transfer.py --report   # rewrite the RESULTS.md section and the plot from the JSONs
 
 The small setting uses the shipped teacher (``xai_ref.models.load("at_teacher")``, reproduced by
@@ -19,7 +20,9 @@ AT + KD, 3 seeds each. Every network gets the same number of optimisation steps 
 AT paper's schedule shape (SGD, momentum 0.9, lr 0.1 times 0.2 at 30 %, 60 %, 80 % of the steps): the
 small sets are seen for many epochs, the largest about once, so n is the only thing that changes. It writes
 ``benchmarks/attention_transfer_sweep.json`` after every run (a rerun skips the runs already there, and
-refuses a JSON made with another configuration) and ``benchmarks/attention_transfer_sweep.png``.
+refuses a JSON made with another configuration) and ``benchmarks/attention_transfer_sweep.png``. ``--long``
+repeats one size (:data:`LONG`) for alone and AT with four times the steps, teacher included, into
+``benchmarks/attention_transfer_sweep_long.json``: does training closer to convergence change the answer?
 
 Both modes then write the ``attention_transfer`` section of ``benchmarks/RESULTS.md`` from both JSONs.
 """

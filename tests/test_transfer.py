@@ -190,6 +190,7 @@ def test_sweep_smoke_resumes_and_reports(tmp_path):
     summary = bench.summarise(result)
     assert summary["60"]["settings"]["at"]["seeds"] == 2 and "at - alone" in summary["60"]["diffs"]
     assert "Verdict" in bench.sweep_body(result)
+    assert "Convergence check" in bench.sweep_body(result, long=result)  # (the code path of --long's table)
     bench.plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 0
     with pytest.raises(SystemExit, match="another configuration"):
