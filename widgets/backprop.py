@@ -229,7 +229,7 @@ class BackpropExplorer(Explorer):
         for name, rule in RULE_OF.items():
             grids.append(render.grid_html(relu_backward(Rp, xp, rule, upper), f"{name}: passes down"))
         self.zoom_numbers.value = (
-            "<div style='font-size:12px;margin:4px 0'>Bold cells: the forward gate [x &gt; 0] is open. "
+            "<div style='font-size:12px;margin:4px 0'>Framed bold cells: the forward gate [x &gt; 0] is open. "
             "saliency: R·[x&gt;0] &nbsp;|&nbsp; deconvnet: max(R,0) &nbsp;|&nbsp; guided: max(R,0)·[x&gt;0]"
             + (" &nbsp;(ReLU6: the gate is 0 &lt; x &lt; 6)" if upper else "") + "</div>" + "".join(grids))
 

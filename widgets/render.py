@@ -501,9 +501,11 @@ def grid_html(a, title: str = "", highlight=None) -> str:
         for j in range(a.shape[1]):
             v = float(a[i, j])
             tint = f"rgba(214,39,40,{0.6 * v / m:.2f})" if v > 0 else f"rgba(31,119,180,{-0.6 * v / m:.2f})"
-            border = "2px solid black" if highlight is not None and highlight[i, j] else "1px solid #ddd"
-            cells.append(f"<td style='padding:2px 4px;text-align:right;background:{tint};border:{border}'>"
-                         f"{v:.3g}</td>")
+            # a highlighted cell gets its own frame inside it (cells are apart), so each reads on its own
+            frame = ";box-shadow:inset 0 0 0 2px black;font-weight:bold" if highlight is not None and highlight[i, j] else ""
+            cells.append(f"<td style='padding:3px 5px;text-align:right;background:{tint};border:1px solid #ddd"
+                         f"{frame}'>{v:.3g}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (f"<div style='font-size:11px;display:inline-block;margin-right:10px'><b>{title}</b>"
-            "<table style='border-collapse:collapse;font-family:monospace'>" + "".join(rows) + "</table></div>")
+            "<table style='border-collapse:separate;border-spacing:2px;font-family:monospace'>" + "".join(rows)
+            + "</table></div>")
