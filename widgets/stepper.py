@@ -30,6 +30,7 @@ import ipywidgets as W
 import numpy as np
 
 from . import render
+from .worked import work
 
 KINDS = ("maps", "signed_rgb", "image", "heatmap", "bars", "numbers", "series", "images", "text")
 GRID_MAX = 64  # feature maps shown at once in the grid (the page holding channel k)
@@ -107,6 +108,7 @@ class Stepper(W.VBox):
         self.next = W.Button(description="▶", layout=W.Layout(width="40px"), tooltip="next term")
         self.header = W.HTML()
         self.equations = W.HTMLMath()
+        self.worked = W.HTMLMath()         # the current term with this image's numbers (`widgets.worked`)
         self.picture = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.detail = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.numbers = W.HTML()
@@ -119,7 +121,7 @@ class Stepper(W.VBox):
         self.channel.observe(self._channel_moved, "value")
         views = W.HBox([self.picture, self.detail, self.numbers], layout=W.Layout(align_items="flex-start",
                                                                                   flex_flow="row wrap"))
-        super().__init__([W.HBox([self.prev, self.step, self.next]), self.header, self.equations,
+        super().__init__([W.HBox([self.prev, self.step, self.next]), self.header, self.equations, self.worked,
                           self.channel, views])
         self.add_class("xr-stepper")
         self.show(trace)          # None: nothing shown yet (no empty pictures)
@@ -136,7 +138,7 @@ class Stepper(W.VBox):
             self.rgb = rgb
         self._drawn.clear()
         if trace is None:
-            self.header.value = self.equations.value = self.numbers.value = ""
+            self.header.value = self.equations.value = self.worked.value = self.numbers.value = ""
             self.picture.layout.display = self.detail.layout.display = self.channel.layout.display = "none"
             return
         kept = before is None or before.symbol in trace.symbols
@@ -197,18 +199,31 @@ class Stepper(W.VBox):
         if key not in self._drawn:
             if len(self._drawn) >= DRAWN_MAX:
                 self._drawn.pop(next(iter(self._drawn)))
-            self._drawn[key] = self._draw(term, kind)
-        picture, detail, numbers = self._drawn[key]
+            self._drawn[key] = (*self._draw(term, kind), self._worked(term))
+        picture, detail, numbers, worked_html = self._drawn[key]
         self.header.value = (f"<b>{html.escape(self.trace.method)}</b> &nbsp; step {self.step.value} of {n}: "
                              f"<code>{html.escape(term.symbol)}</code> &mdash; {html.escape(term.description)}"
                              + ("" if self.instead_of is None else f" <i>(this method has no <code>"
                                 f"{html.escape(self.instead_of)}</code>; the nearest step)</i>"))
         self.equations.value = self._equations()
+        self.worked.value = worked_html
         for widget, value in ((self.picture, picture), (self.detail, detail)):
             widget.layout.display = "" if value else "none"
             if value:
                 widget.value = value
         self.numbers.value = numbers
+
+    def _worked(self, term) -> str:
+        """The term's equation with this image's numbers at the channel and position shown, and the
+        trace's own value as the check (empty when the term has no worked form)."""
+        w = work(self.trace, term.symbol, self.channel.value, self.marker)
+        if w is None:
+            return ""
+        check = (f"the trace's value: {render.fmt(w.value)} &#10003;" if w.agrees else
+                 f"<span style='color:#c00'>the trace's value is {render.fmt(w.value)}</span>")
+        return ("<div style='font-size:13px;margin:4px 0;padding:2px 8px;border-left:3px solid #f0b400'>"
+                f"<b>With this image's numbers</b> (image 0): $$ {w.latex} $$"
+                f"<span style='font-size:11px;color:#555'>{check}</span></div>")
 
     def _equations(self) -> str:
         rows = []
