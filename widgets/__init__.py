@@ -21,5 +21,5 @@ from .metrics import MetricsExplorer
 from .quiz import HumanStudy
 from .stepper import Stepper
 
-__all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "DissectionExplorer", "GAPExplorer",
-           "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper"]
+__all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "DissectionExplorer",
+           "GAPExplorer", "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper"]

@@ -31,6 +31,12 @@ KINDS = {"I0": "image", "image": "image"}
 class AscentExplorer(Explorer):
     """Watch gradient ascent make the image a class (or a channel) likes most.
 
+    Usage: ``AscentExplorer()`` (``nin_shapes``, class 0), ``AscentExplorer(model, target=c)`` for any
+    model (a name or an ``nn.Module``), or ``neuron=xr.Neuron(layer, k)`` for a channel; ``image`` only
+    gives the input's shape and pixel range. Press run (a toggle) to take ``steps`` steps, chunk by chunk.
+    Panels: the image I so far; the score S and the objective J over the steps; and the stepper through
+    I0 -> S -> R -> J -> grad_norm -> snapshots -> image with their numbers.
+
     Parameters (as `xai_ref.class_model`): ``model`` (default ``"nin_shapes"``), ``target`` (a class,
     default 0), ``neuron`` (an `xai_ref.Neuron`: start in channel mode), ``steps`` (per run), ``lr``,
     ``l2``, ``jitter``, ``blur_every``, ``blur_sigma``, ``seed``, ``init``; ``chunk`` (steps between

@@ -48,6 +48,12 @@ def matching_layers(student: dict, teacher: dict) -> list[tuple[str, str]]:
 class AttentionExplorer(Explorer):
     """Compare a student's and a teacher's attention maps on one image.
 
+    Usage: ``AttentionExplorer()`` (``nin_shapes`` against ``vgg_shapes``, their layers of equal size),
+    ``AttentionExplorer(student, teacher, image)`` for any two models (names or ``nn.Module``s) with layers
+    of equal h x w (``pairs`` picks them); ``image`` as in the other explorers.
+    Panels: the teacher's Q_T and the student's Q_S over the image and their difference q_S - q_T; the
+    loss L_AT; and the stepper through A_S, A_T -> Q -> q -> loss with this image's numbers.
+
     Parameters: ``student``, ``teacher`` (models or names; default `default_pair`), ``image``,
     ``pairs`` (a list of (student layer, teacher layer) with equal h×w; default `matching_layers`),
     ``p`` (the exponent), ``kind`` ("sum" or "max"), ``pixel_range``.

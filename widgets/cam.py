@@ -23,6 +23,14 @@ from .stepper import Stepper
 class CAMExplorer(Explorer):
     """Explore CAM for one image.
 
+    Usage: ``CAMExplorer()`` (``nin_shapes`` on a shapes image), ``CAMExplorer(model, image, target=c)`` for
+    any model ending in global average pooling then one ``nn.Linear`` (``"efficientnet_lite0"`` works);
+    ``image``: None (a shapes image; the cat-and-coffee photo for EfficientNet), a photo name from
+    ``xai_ref.data.photos.NAMES``, a uint8 picture (H,W,3), or a tensor (C,H,W) / (B,C,H,W) (the first image).
+    Panels: the weights w_k^c of the class (the top k in red), the top-k maps w_k f_k, their sum next to
+    M_c (the sum over all K); the table of M_c(i, j) term by term at the chosen position; the localization
+    box at the threshold; and the stepper through f -> w -> M -> S -> map with this image's numbers.
+
     Parameters (as `xai_ref.cam`): ``model`` (default ``"nin_shapes"``; needs GAP -> linear),
     ``image``, ``target`` (class shown first; default the prediction), ``layer``, ``fc``; and
     ``class_names``, ``pixel_range``, ``top_k`` (maps shown), ``threshold`` (fraction of the max for

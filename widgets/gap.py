@@ -41,6 +41,14 @@ def shift(x: torch.Tensor, dy: int, dx: int, mode: str) -> torch.Tensor:
 class GAPExplorer(Explorer):
     """Explore the GAP head of a network (default ``"nin_shapes"``).
 
+    Usage: ``GAPExplorer()`` (``nin_shapes`` on a shapes image), ``GAPExplorer(model, image)`` for any model
+    whose head is global average pooling then one ``nn.Linear`` (a name for `xai_ref.models.load` or an
+    ``nn.Module``); ``image``: None (a shapes image; the cat-and-coffee photo for EfficientNet), a photo name from
+    ``xai_ref.data.photos.NAMES``, a uint8 picture (H,W,3), or a tensor (C,H,W) / (B,C,H,W) (the first image).
+    Panels: the GAP head against a flatten + FC head on the same maps; the input shifted by (dx, dy) with
+    its class scores (GAP's scores hardly move); and the stepper through A -> F -> S of the shifted input,
+    each step with its numbers written out.
+
     Parameters (as `xai_ref.gap`): ``model``, ``image``, ``layer`` (the maps A; default the last
     spatial layer), ``fc`` (the linear layer; default the last ``nn.Linear``), ``logits`` (where the class
     scores are in a structured output); and ``class_names``, ``pixel_range``, ``max_shift`` (pixels;

@@ -26,6 +26,16 @@ METHODS = {"Grad-CAM": xr.grad_cam, "Grad-CAM++": xr.grad_cam_pp, "XGrad-CAM": x
 class GradCAMExplorer(Explorer):
     """Explore Grad-CAM for one image.
 
+    Usage: ``GradCAMExplorer()`` (``vgg_shapes`` on a shapes image), ``GradCAMExplorer(model, image,
+    target=c, layer=name)`` for any model with a layer of (B,K,h,w) maps (convolutional nets; a vision
+    transformer with ``reshape=xr.token_grid``); ``image``: None (a shapes image; the cat-and-coffee photo for
+    EfficientNet), a photo name from
+    ``xai_ref.data.photos.NAMES``, a uint8 picture (H,W,3), or a tensor (C,H,W) / (B,C,H,W) (the first image).
+    Panels: L at the layer's resolution and over the image (colour bars); Guided Grad-CAM (guided backprop
+    times the upsampled map); the table of sum_k alpha_k A^k_ij term by term at the chosen position; and
+    the stepper through A -> dy/dA -> alpha -> weighted -> L -> map (then the guided terms), each step
+    with this image's numbers written out.
+
     Parameters (as `xai_ref.grad_cam`): ``model`` (default ``"vgg_shapes"``), ``image``, ``target``
     (default the prediction), ``layer`` (default the last layer of the chooser, `inputs.spatial_layers`:
     a block rather than a BatchNorm that an in-place ``F.relu`` overwrites), ``method`` (a key of

@@ -31,6 +31,14 @@ LAYER_METHODS = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM")   # the methods that tak
 class MetricsExplorer(Explorer):
     """Step through a deletion or insertion run of one explanation, and localize with a threshold.
 
+    Usage: ``MetricsExplorer()`` (``nin_shapes`` on a shapes image, Grad-CAM), ``MetricsExplorer(model,
+    image, method="saliency", kind="insertion")`` for any model the chosen method accepts; ``image``: None (a shapes
+    image; the cat-and-coffee photo for EfficientNet), a photo name from
+    ``xai_ref.data.photos.NAMES``, a uint8 picture (H,W,3), or a tensor (C,H,W) / (B,C,H,W) (the first image).
+    Panels: the image at step k of the run and the class probability curve (its area under the curve);
+    the localization box at the threshold against the ground truth (IoU); and the stepper through the
+    explanation's own terms with their numbers.
+
     Parameters: ``model`` (default ``"nin_shapes"``), ``image``, ``target`` (default the prediction),
     ``method`` (a key of `METHODS`), ``kind`` ("deletion" / "insertion"), ``step`` (pixels changed per
     step; default one row), ``threshold`` (fraction of the max for the box), ``box`` (ground truth

@@ -22,8 +22,6 @@ from functools import lru_cache
 import matplotlib
 import numpy as np
 from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
@@ -259,7 +257,7 @@ def png(rgb: np.ndarray) -> bytes:
 # Charts are drawn with PIL: a frame, "nice" ticks from matplotlib's MaxNLocator, bars or lines, and
 # text in matplotlib's DejaVu Sans. A matplotlib figure would look the same but costs 50-120 ms of CPU
 # per draw on a laptop-class CPU (even an empty axes costs ~45 ms), too slow for a slider; these cost a
-# few ms. `figure`/`figure_png` remain for static charts that need matplotlib's full power.
+# few ms.
 
 BLUE, GREY, LINE_COLOURS = (31, 119, 180), (127, 127, 127), [(31, 119, 180), (255, 127, 14), (44, 160, 44),
                                                            (214, 39, 40), (148, 103, 189)]
@@ -451,21 +449,6 @@ def curve_chart(curves: dict, title: str = "", xlabel: str = "step", marker: flo
     return chart.png()
 
 
-def figure(width: float = 4.4, height: float = 2.4) -> Figure:
-    """A matplotlib Figure that is not registered with pyplot (so it can never be left open)."""
-    fig = Figure(figsize=(width, height), dpi=80)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def figure_png(fig: Figure) -> bytes:
-    """Draw ``fig`` to PNG bytes, then clear it (drop its artists) so nothing of it stays alive."""
-    fig.canvas.draw()
-    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3]
-    fig.clear()
-    return png(rgb)
-
-
 # --- numbers as HTML ------------------------------------------------------------------------------
 
 
@@ -502,7 +485,8 @@ def grid_html(a, title: str = "", highlight=None) -> str:
             v = float(a[i, j])
             tint = f"rgba(214,39,40,{0.6 * v / m:.2f})" if v > 0 else f"rgba(31,119,180,{-0.6 * v / m:.2f})"
             # a highlighted cell gets its own frame inside it (cells are apart), so each reads on its own
-            frame = ";box-shadow:inset 0 0 0 2px black;font-weight:bold" if highlight is not None and highlight[i, j] else ""
+            framed = highlight is not None and highlight[i, j]
+            frame = ";box-shadow:inset 0 0 0 2px black;font-weight:bold" if framed else ""
             cells.append(f"<td style='padding:3px 5px;text-align:right;background:{tint};border:1px solid #ddd"
                          f"{frame}'>{v:.3g}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
