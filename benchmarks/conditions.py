@@ -328,6 +328,11 @@ def loc_verdict(res) -> str:
     if min(gc_small) > 2:
         out.append("On small objects the upsampled 16 x 16 Grad-CAM map is a blob that does not shrink with the "
                    "object (one cell is 4 x 4 pixels and its receptive field is larger), so its box overshoots.")
+    acc = {n: loc_curves(res, n)["accuracy"][0][0] for n in MODELS}
+    if min(acc.values()) < 0.8:
+        out.append("Caveat: the wide-range nets classify the smallest objects poorly ("
+                   + ", ".join(f"{n} {pct(a)}%" for n, a in acc.items()) + " accuracy), so the small-object end of "
+                   "the curves explains weak classifiers (the maps are for the true class).")
     if all(loc_curves(res, n)["random map"]["box15"][-1][0] >= 0.25 for n in MODELS):
         out.append("On the largest objects the random map's boxes hit too (the object fills the image and a box "
                    "around most of the image covers it): box accuracy there no longer measures the explanation.")
