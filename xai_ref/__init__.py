@@ -16,8 +16,8 @@ from .trace import Term, Trace
 __version__ = "0.1.0"
 
 __all__ = [
-    "Neuron", "Term", "Trace", "at_loss", "attention_map", "attention_transfer", "cam", "class_model",
-    "data", "deconvnet", "dissection", "fooling_image", "forward_backward", "gap", "grad_cam", "grad_cam_pp", "guided_backprop", "guided_grad_cam",
-    "hooks", "inputs", "models", "normalised_attention", "occlusion", "saliency", "study", "textual", "token_grid", "trace",
-    "xgrad_cam",
+    "Neuron", "Term", "Trace", "at_loss", "attention_map", "attention_transfer", "cam", "class_model", "data",
+    "deconvnet", "dissection", "fooling_image", "forward_backward", "gap", "grad_cam", "grad_cam_pp",
+    "guided_backprop", "guided_grad_cam", "hooks", "inputs", "models", "normalised_attention", "occlusion",
+    "saliency", "study", "textual", "token_grid", "trace", "xgrad_cam",
 ]

@@ -30,8 +30,8 @@ def class_model(model: nn.Module, target, shape=(3, 64, 64), steps: int = 200, l
     steps blur with a Gaussian of std ``blur_sigma``. ``target``: an int, a sequence (one image per
     entry) or a `Neuron` (activation maximisation of a channel at any layer). ``init``: ``"zeros"`` (as
     in the paper), ``"random"`` (small noise from ``seed``) or an image tensor (C,H,W) or (B,C,H,W) to
-    continue from (e.g. a previous run's ``image``, with another ``seed`` for the jitter). ``shape`` is one image's (C,H,W); choose
-    ``pixel_range`` as the model's valid input range (for EfficientNet-Lite0 use
+    continue from (e.g. a previous run's ``image``, with another ``seed`` for the jitter). ``shape`` is one
+    image's (C,H,W); choose ``pixel_range`` as the model's valid input range (for EfficientNet-Lite0 use
     ``xai_ref.data.photos.PIXEL_RANGE``).
 
     The trace: ``I0`` the start, ``S`` (steps,B) the score, ``R`` (steps,B) the penalty ``l2 ||I||^2``,

@@ -33,7 +33,8 @@ class Neuron:
 
     def __post_init__(self):
         if not isinstance(self.layer, (nn.Module, str)):
-            raise TypeError(f"Neuron layer must be an nn.Module or a dotted name (str), got {type(self.layer).__name__}")
+            raise TypeError(f"Neuron layer must be an nn.Module or a dotted name (str), got "
+                            f"{type(self.layer).__name__}")
         object.__setattr__(self, "channel", as_index(self.channel, "Neuron channel"))
         if isinstance(self.position, str):
             if self.position not in ("max", "sum"):
