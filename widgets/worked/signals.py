@@ -16,7 +16,7 @@ _RULE = {
 }
 
 
-def _class(t) -> str:
+def class_of(t) -> str:
     """The target class of image 0 as shown in a subscript (``c`` for a neuron or a callable target)."""
     target = t.meta.get("target")
     return "c" if target is None else num(int(target[0]))
@@ -32,7 +32,7 @@ def grad(t, k, pos) -> Worked:
     ch = min(k, g.shape[0] - 1)
     i, j = pos if pos is not None else strongest(to_numpy(t.map[0]))
     where = f"{ch},{i},{j}"
-    source = (rf"\frac{{\partial S_{{{_class(t)}}}}}{{\partial I_{{{where}}}}}" if t.method == "saliency"
+    source = (rf"\frac{{\partial S_{{{class_of(t)}}}}}{{\partial I_{{{where}}}}}" if t.method == "saliency"
               else rf"R^{{\text{{input}}}}_{{{where}}}")
     result = float(g[ch, i, j])
     latex = rf"g_{{{where}}} = {source}\quad ({_RULE[t.method]}) = {num(result)}"
@@ -81,7 +81,7 @@ def drop(t, k, pos) -> Worked:
     the score of the image, the score with the window occluded (y minus the drop), their difference."""
     d = to_numpy(t.drop[0]).astype(np.float64)
     a, b = pos if pos is not None else strongest(d)
-    (sh, sw), c = t.meta["stride"], _class(t)
+    (sh, sw), c = t.meta["stride"], class_of(t)
     y = float(to_numpy(t.meta["y"])[0])
     occluded = y - d[a, b]
     result = y - occluded
