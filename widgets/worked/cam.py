@@ -12,7 +12,6 @@ from widgets.render import to_numpy
 
 from . import Worked, at, num, strongest, sum_of, worked
 
-FAMILY = ("grad_cam", "grad_cam_pp", "xgrad_cam")
 COLOURS = ("red", "green", "blue")
 
 
@@ -55,9 +54,16 @@ def _listed(parts: list[str], shown: int = 3) -> str:
     return "(" + " + ".join(parts).replace("+ -", "- ") + ")"
 
 
+def _times(x, y) -> str:
+    r"""``x \cdot y``, a negative y in parentheses."""
+    return rf"{num(x)} \cdot {num(y) if y >= 0 else '(' + num(y) + ')'}"
+
+
 def _products(xs, ys) -> str:
-    r"""``(x_1 \cdot y_1 + ... + x_n \cdot y_n)``: the first products, dots, the last one."""
-    return _listed([rf"{num(x)} \cdot {num(y)}" for x, y in zip(np.ravel(xs), np.ravel(ys))])
+    r"""``(x_1 \cdot y_1 + ... + x_n \cdot y_n)`` over the nonzero products: the first ones, dots, the last."""
+    pairs = [(x, y) for x, y in zip(np.ravel(xs), np.ravel(ys)) if x * y != 0]
+    shown = _listed([_times(x, y) for x, y in pairs]) if pairs else "(0)"
+    return rf"\underbrace{{{shown}}}_{{\text{{{len(pairs)} of {np.size(xs)} terms nonzero}}}}"
 
 
 def _weighted_sum(weights, maps, i, j) -> tuple[str, float]:
@@ -65,7 +71,7 @@ def _weighted_sum(weights, maps, i, j) -> tuple[str, float]:
     terms = weights * maps[:, i, j]
     top = np.argsort(-np.abs(terms), kind="stable")[:3]
     rest = float(np.delete(terms, top).sum())
-    shown = " + ".join(rf"{num(weights[q])} \cdot {num(maps[q, i, j])}" for q in top).replace("+ -", "- ")
+    shown = " + ".join(_times(weights[q], maps[q, i, j]) for q in top).replace("+ -", "- ")
     latex = rf"{shown} + \underbrace{{{num(rest)}}}_{{\text{{other {len(terms) - len(top)} maps}}}}"
     return latex, float(terms[top].sum() + rest)
 
@@ -83,14 +89,14 @@ def _bilinear(m, I, J, shape) -> tuple[str, float]:
             if u * v > 0:
                 weights[i, j] = weights.get((i, j), 0.0) + u * v
     cells = ",".join(f"({i},{j})" for i, j in weights)
-    shown = " + ".join(rf"{num(wt)} \cdot {num(m[i, j])}" for (i, j), wt in weights.items()).replace("+ -", "- ")
+    shown = " + ".join(_times(wt, m[i, j]) for (i, j), wt in weights.items())
     result = sum(wt * m[i, j] for (i, j), wt in weights.items())
     return rf"\text{{cells }} {cells}:\ {shown}", float(result)
 
 
 def _reading(where: str, symbol: str, value: float) -> Worked:
     """A term that is read, not computed: where it comes from, the symbol, its number."""
-    return Worked(rf"{where}:\ {symbol} = {num(value)}", value, value)
+    return Worked(rf"{where}:\ {symbol} = {num(value)}", float(value), float(value))
 
 
 # --- GAP (Lin et al. 2014) ---------------------------------------------------------------------------
@@ -165,7 +171,8 @@ def cam_score(t, k, pos) -> Worked:
     b = S - mean
     result = mean + b
     latex = (rf"\text{{the model's score }} y^c = {num(y)};\quad S_c = \frac{{1}}{{Z}}\sum_{{x,y}} M_c(x,y) + b_c"
-             rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = {num(mean)} + {num(b)} = {num(result)}").replace(
+             rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = \frac{{1}}{{{M.size}}}({num(M.sum())}) + b_c"
+             rf" = {num(mean)} + {num(b)} = {num(result)}").replace(
                  "+ -", "- ")
     return Worked(latex, result, S)
 
@@ -239,8 +246,9 @@ def xgrad_cam_alpha(t, k, pos) -> Worked:
     A, g = _first(t.A)[k], sign * _first(t.dY_dA)[k]
     total, dot = A.sum(), (A * g).sum()
     result = dot / total if total != 0 else 0.0
-    latex = (rf"\alpha^c_{{{k}}} = \sum_i\sum_j \frac{{A^{{{k}}}_{{ij}}}}{{\sum_{{a,b}} A^{{{k}}}_{{ab}}}}\,"
-             rf"{minus}\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}} = \frac{{1}}{{{num(total)}}}{_products(A, g)}"
+    grad = rf"{minus}\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}}"
+    latex = (rf"\alpha^c_{{{k}}} = \sum_i\sum_j \frac{{A^{{{k}}}_{{ij}}}}{{\sum_{{a,b}} A^{{{k}}}_{{ab}}}}"
+             rf"\left({grad}\right) = \frac{{1}}{{{num(total)}}}{_products(A, g)}"
              rf" = \frac{{{num(dot)}}}{{{num(total)}}}"
              + (rf" = {num(result)}" if total != 0 else r"\ \text{(an all-zero map gets weight 0)} = 0"))
     return Worked(latex, result, float(_first(t.alpha)[k]))
@@ -253,8 +261,8 @@ def grad_cam_alpha(t, k, pos) -> Worked:
     g = _first(t.dY_dA)[k]
     Z = g.size
     result = sign * g.sum() / Z
-    latex = (rf"\alpha^c_{{{k}}} = \frac{{1}}{{Z}}\sum_i\sum_j {minus}\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}}"
-             rf" = {minus}\frac{{1}}{{{Z}}}{sum_of(g)} = {minus}\frac{{1}}{{{Z}}}({num(g.sum())}) = {num(result)}")
+    latex = (rf"\alpha^c_{{{k}}} = \frac{{1}}{{Z}}\sum_i\sum_j {minus}"
+             rf"\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}} = {minus}\frac{{1}}{{{Z}}}{sum_of(g)} = {minus}\frac{{1}}{{{Z}}}({num(g.sum())}) = {num(result)}")
     return Worked(latex, result, float(_first(t.alpha)[k]))
 
 
