@@ -262,7 +262,8 @@ def grad_cam_alpha(t, k, pos) -> Worked:
     Z = g.size
     result = sign * g.sum() / Z
     latex = (rf"\alpha^c_{{{k}}} = \frac{{1}}{{Z}}\sum_i\sum_j {minus}"
-             rf"\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}} = {minus}\frac{{1}}{{{Z}}}{sum_of(g)} = {minus}\frac{{1}}{{{Z}}}({num(g.sum())}) = {num(result)}")
+             rf"\frac{{\partial y^c}}{{\partial A^{{{k}}}_{{ij}}}} = {minus}\frac{{1}}{{{Z}}}{sum_of(g)}"
+             rf" = {minus}\frac{{1}}{{{Z}}}({num(g.sum())}) = {num(result)}")
     return Worked(latex, result, float(_first(t.alpha)[k]))
 
 
