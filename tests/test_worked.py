@@ -20,10 +20,16 @@ EXPLORERS = {
     "grad_cam_pp": lambda: GradCAMExplorer(method="Grad-CAM++"),
     "xgrad_cam": lambda: GradCAMExplorer(method="XGrad-CAM", counterfactual=True),
     "backprop": lambda: BackpropExplorer(),
-    "ascent": lambda: AscentExplorer(),
+    "ascent": lambda: _run(AscentExplorer(steps=20)),
     "attention": lambda: AttentionExplorer(),
     "metrics": lambda: MetricsExplorer(),
 }
+
+
+def _run(explorer):
+    """An AscentExplorer after one run (it has no trace before)."""
+    explorer.controls["run"].value = True
+    return explorer
 
 
 def _walk(explorer):

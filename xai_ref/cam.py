@@ -64,7 +64,7 @@ def gap(model: nn.Module, x: torch.Tensor, layer=None, fc=None, logits=None) -> 
     Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     A, _, W, b, name = _gap_head(model, x, layer, fc, logits)
-    t = Trace("gap", meta={"target": None, "layer": name})
+    t = Trace("gap", meta={"target": None, "layer": name, "W": W, "b": b})   # the head, for checking S by hand
     t.add("A", A)
     F = t.add("F", A.mean((2, 3)))
     t.add("S", F @ W.T + b)
@@ -86,7 +86,7 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer=None, fc=None, log
     """
     f, scores, W, b, name = _gap_head(model, x, layer, fc, logits)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1)).to(x.device)
-    t = Trace("cam", meta={"target": c.cpu(), "layer": name, "y": scores.gather(1, c[:, None])[:, 0]})
+    t = Trace("cam", meta={"target": c.cpu(), "layer": name, "y": scores.gather(1, c[:, None])[:, 0], "b": b[c]})
     t.add("f", f)
     w = t.add("w", W[c])
     M = t.add("M", torch.einsum("bk,bkhw->bhw", w, f))

@@ -125,12 +125,14 @@ def pooled(t, k, pos) -> Worked:
 
 @worked("gap", "S")
 def gap_score(t, c, pos) -> Worked:
-    """S_c = sum_k W_ck F^k + b_c: the pooled values F^k that class c's weights multiply. The trace keeps F
-    and S but not the linear layer's W and b, so the score is read (CAM writes it out from its map)."""
-    F, S = _first(t.F), float(_first(t.S)[c])
-    shown = _listed([rf"W_{{{c},{q}}} \cdot {num(F[q])}" for q in range(len(F))])
-    latex = rf"S_{{{c}}} = \sum_k W_{{{c},k}} F^k + b_{{{c}}} = {shown} + b_{{{c}}} = {num(S)}"
-    return Worked(latex, S, S)
+    """S_c = sum_k W_ck F^k + b_c: the pooled values F^k times class c's weights (the head, from ``meta``)."""
+    F, W, b = _first(t.F), to_numpy(t.meta["W"]).astype(np.float64)[c], float(to_numpy(t.meta["b"])[c])
+    products = W * F
+    result = float(products.sum() + b)
+    shown = _listed([rf"{num(W[q])} \cdot {num(F[q])}" for q in range(len(F))])
+    latex = (rf"S_{{{c}}} = \sum_k W_{{{c},k}} F^k + b_{{{c}}} = {shown} + {num(b)} = {num(products.sum())} + "
+             rf"{num(b)} = {num(result)}").replace("+ -", "- ")
+    return Worked(latex, result, float(_first(t.S)[c]))
 
 
 # --- CAM (Zhou et al. 2016) --------------------------------------------------------------------------
@@ -164,17 +166,14 @@ def cam_map(t, k, pos) -> Worked:
 
 @worked("cam", "S")
 def cam_score(t, k, pos) -> Worked:
-    """S_c = (1/Z) sum_xy M_c(x, y) + b_c, beside the model's own score y^c. The trace keeps no bias, so
-    b_c is recovered as S_c - mean(M) (`xai_ref.cam` checked that the head is GAP then linear)."""
-    M, S, y = _first(t.M), float(_first(t.S)), float(to_numpy(t.meta["y"])[0])
+    """S_c = (1/Z) sum_xy M_c(x, y) + b_c (the bias from ``meta``), beside the model's own score y^c."""
+    M, y, b = _first(t.M), float(to_numpy(t.meta["y"])[0]), float(to_numpy(t.meta["b"])[0])
     mean = M.sum() / M.size
-    b = S - mean
     result = mean + b
     latex = (rf"\text{{the model's score }} y^c = {num(y)};\quad S_c = \frac{{1}}{{Z}}\sum_{{x,y}} M_c(x,y) + b_c"
-             rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = \frac{{1}}{{{M.size}}}({num(M.sum())}) + b_c"
-             rf" = {num(mean)} + {num(b)} = {num(result)}").replace(
-                 "+ -", "- ")
-    return Worked(latex, result, S)
+             rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = \frac{{1}}{{{M.size}}}({num(M.sum())}) + {num(b)}"
+             rf" = {num(mean)} + {num(b)} = {num(result)}").replace("+ -", "- ")
+    return Worked(latex, result, float(_first(t.S)))
 
 
 @worked("cam", "map")

@@ -61,7 +61,7 @@ def gap(net: Sequential, x: np.ndarray, layer=None, fc=None) -> Trace:
     Lesson: ``lessons/01_gap_nin.ipynb``.
     """
     A, _, W, b, name = _gap_head(net, x, layer, fc)
-    t = Trace("gap", meta={"target": None, "layer": name})
+    t = Trace("gap", meta={"target": None, "layer": name, "W": W, "b": b})   # the head, for checking S by hand
     t.add("A", A)
     F = t.add("F", A.mean((2, 3)))
     t.add("S", F @ W.T + b)
@@ -82,7 +82,8 @@ def cam(net: Sequential, x: np.ndarray, target=None, layer=None, fc=None) -> Tra
     """
     f, scores, W, b, name = _gap_head(net, x, layer, fc)
     c = target_classes(target, x.shape[0], W.shape[0], default=scores.argmax(1))
-    t = Trace("cam", meta={"target": c, "layer": name, "y": scores[np.arange(len(c)), c]})
+    t = Trace("cam", meta={"target": c, "layer": name, "y": scores[np.arange(len(c)), c],
+                           "b": b[c]})   # the bias, for checking S by hand
     t.add("f", f)
     w = t.add("w", W[c])
     M = t.add("M", (w[:, :, None, None] * f).sum(1))                           # sum_k w^c_k f_k
