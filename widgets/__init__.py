@@ -10,6 +10,7 @@ Every explorer is an ``ipywidgets.VBox`` built on one `Stepper` (which walks thr
 never imports ``widgets``.
 """
 
+from .answers import answer
 from .ascent import AscentExplorer
 from .attention import AttentionExplorer
 from .backprop import BackpropExplorer
@@ -22,4 +23,4 @@ from .quiz import HumanStudy
 from .stepper import Stepper
 
 __all__ = ["AscentExplorer", "AttentionExplorer", "BackpropExplorer", "CAMExplorer", "DissectionExplorer",
-           "GAPExplorer", "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper"]
+           "GAPExplorer", "GradCAMExplorer", "HumanStudy", "MetricsExplorer", "Stepper", "answer"]
