@@ -117,7 +117,7 @@ def load_model(name: str, weights_dir: Path | None = None):
     """A shapes net with the shipped weights (or those in ``weights_dir``), in eval mode."""
     path = weights_file(name, weights_dir)
     if not path.exists():
-        sys.exit(f"no trained weights at {path}: train them first with `python -m xai_ref.train {name}`")
+        sys.exit(f"no trained weights at {path}: train them first with `python -m xai_ref.training.shapes_nets {name}`")
     model = shapes_nets.BUILDERS[name.removesuffix("_biased")]()
     model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
     return model.eval()
@@ -385,7 +385,7 @@ def biased_model(ctx):
         path = weights_file(f"{name}_biased", ctx["weights_dir"])
         if path.exists():
             return name, load_model(f"{name}_biased", ctx["weights_dir"]), f"shipped weights `{path.name}`"
-    from xai_ref.train import train
+    from xai_ref.training.shapes_nets import train
 
     name = "nin_shapes"
     cfg = ctx["biased_train"]

@@ -104,7 +104,7 @@ def shipped(name: str) -> nn.Module:
     models = _import("xai_ref.models")
     if name != "efficientnet_lite0" and not Path(str(models.weights_path(name))).exists():
         pytest.skip(f"the trained weights of {name} are not shipped yet ({models.weights_path(name)} is missing; "
-                    f"`python -m xai_ref.train {name}` makes them)")
+                    f"`python -m xai_ref.training.shapes_nets {name}` makes them)")
     return models.load(name)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from xai_ref.data import shapes
-from xai_ref.train import train
+from xai_ref.training.shapes_nets import train
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -51,7 +51,8 @@ def test_crossings_interpolate_the_sign_change():
 def test_smoke_run_writes_nothing_and_renders(tmp_path, monkeypatch):
     """Every job on a tiny configuration (no cache, no JSON), then the section and the plots."""
     cfg = dict(conditions.QUICK, bins=[0.06, 0.2, 0.48], n_bin=3, n_two=3,
-               wide_train=dict(epochs=1, images_per_epoch=16), two_train=dict(epochs=1, images_per_epoch=16))
+               wide_train=dict(epochs=1, images_per_epoch=16),
+               two_train={name: dict(epochs=1, images_per_epoch=16) for name in ("nin_shapes", "vgg_shapes")})
     monkeypatch.setattr(conditions, "CACHE", tmp_path / "cache")
     monkeypatch.setattr(conditions, "JSON", tmp_path / "c.json")
     res = conditions.run(cfg, save=False)

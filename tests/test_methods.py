@@ -454,7 +454,7 @@ def shapes_net_and_images():
     from pathlib import Path
 
     if not Path(str(models.weights_path("vgg_shapes"))).exists():
-        pytest.skip("the trained weights of vgg_shapes are not shipped yet (python -m xai_ref.train vgg_shapes)")
+        pytest.skip("the trained weights of vgg_shapes are not shipped yet (python -m xai_ref.training.shapes_nets vgg_shapes)")
     return models.load("vgg_shapes"), shapes.generate(8, seed=11, split="test")
 
 

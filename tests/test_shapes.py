@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from xai_ref import train
+from xai_ref.training import shapes_nets as train
 from xai_ref.data import concepts, shapes
 from xai_ref.models import shapes_nets
 

@@ -7,9 +7,9 @@ Names: ``"nin_shapes"`` (NIN-style mlpconv blocks, GAP straight into linear clas
 ``"vgg_shapes"`` (conv/ReLU/max-pool blocks and a fully-connected head: deconvnet with switches,
 Grad-CAM where CAM does not apply), ``"nin_shapes_biased"`` (``nin_shapes`` trained on the biased variant,
 where a corner square's colour gives the class away: it learns the cue, not the shape; reproduced by
-``python -m xai_ref.train nin_shapes --biased --epochs 3 --images-per-epoch 4000``),
+``python -m xai_ref.training.shapes_nets nin_shapes --biased --epochs 3 --images-per-epoch 4000``),
 ``"efficientnet_lite0"`` (ImageNet, 224x224 input). The shapes nets'
-weights ship in this package (``weights/NAME.pt``, reproduced by ``python -m xai_ref.train NAME``) and
+weights ship in this package (``weights/NAME.pt``, reproduced by ``python -m xai_ref.training.shapes_nets NAME``) and
 load with ``torch.load(..., weights_only=True)``.
 """
 

@@ -13,7 +13,7 @@ activation its own module instance, so hooks see every layer and the NumPy conve
   switches.
 
 The builders return untrained networks (He-initialised, drawn from torch's global RNG); ``xai_ref.models.load(name)`` loads the shipped weights, which
-``python -m xai_ref.train NAME`` reproduces.
+``python -m xai_ref.training.shapes_nets NAME`` reproduces.
 """
 
 from __future__ import annotations

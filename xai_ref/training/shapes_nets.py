@@ -1,9 +1,9 @@
-"""Train the small shapes networks, reproducibly: ``python -m xai_ref.train NAME``.
+"""Train the small shapes networks, reproducibly: ``python -m xai_ref.training.shapes_nets NAME``.
 
-    python -m xai_ref.train nin_shapes                 # writes xai_ref/models/weights/nin_shapes.pt
-    python -m xai_ref.train vgg_shapes --epochs 8 --seed 0 --out /tmp/vgg.pt
-    python -m xai_ref.train vgg_shapes --biased        # the "clever Hans" model: vgg_shapes_biased.pt
-    python -m xai_ref.train nin_shapes --scale 0.06 0.48 --out /tmp/nin_wide.pt   # small to image-filling
+    python -m xai_ref.training.shapes_nets nin_shapes          # writes xai_ref/models/weights/nin_shapes.pt
+    python -m xai_ref.training.shapes_nets vgg_shapes --epochs 8 --seed 0 --out /tmp/vgg.pt
+    python -m xai_ref.training.shapes_nets vgg_shapes --biased # the "clever Hans" model: vgg_shapes_biased.pt
+    python -m xai_ref.training.shapes_nets nin_shapes --scale 0.06 0.48 --out /tmp/nin.pt  # small to image-filling
 
 Every epoch trains on freshly generated shapes images with clutter (``split="train"``, seeds
 ``seed * 1000 + epoch`` and ``seed * 1000 + 500 + epoch``), so the network never sees an image twice.
@@ -24,7 +24,7 @@ take 3-3.5 CPU-minutes per network.
 From Python::
 
     from xai_ref.data import shapes
-    from xai_ref.train import evaluate, train
+    from xai_ref.training.shapes_nets import evaluate, train
     model, accuracy = train("nin_shapes", epochs=2, progress=False)
     evaluate(model, shapes.generate(2000, seed=7, split="test"))
 """
@@ -41,12 +41,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import shapes
-from .models import shapes_nets
+from ..data import shapes
+from ..models import shapes_nets as nets
 
-__all__ = ["DEFAULTS", "TEST_SEED", "TEST_SIZE", "WEIGHTS_DIR", "evaluate", "evaluate_pairs", "main", "predict", "train"]
+__all__ = ["DEFAULTS", "TEST_SEED", "TEST_SIZE", "WEIGHTS_DIR", "evaluate", "evaluate_pairs", "main", "predict",
+           "train"]
 
-WEIGHTS_DIR = Path(__file__).parent / "models" / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "models" / "weights"
 TEST_SEED = 1_000_003  # the held-out evaluation batch (split="test"); training seeds are seed*1000+epoch
 TEST_SIZE = 5000
 
@@ -122,7 +123,7 @@ def train(
     """Train the shapes network ``name`` from scratch; returns ``(model in eval mode, held-out accuracy)``.
 
     Args:
-        name: a key of ``shapes_nets.BUILDERS`` (``"nin_shapes"``, ``"vgg_shapes"``).
+        name: a key of ``nets.BUILDERS`` (``"nin_shapes"``, ``"vgg_shapes"``).
         epochs: passes of ``images_per_epoch`` fresh images each (default: ``DEFAULTS[name]``).
         seed: fixes the initial weights, the training images and dropout.
         progress: show a tqdm progress bar.
@@ -143,8 +144,8 @@ def train(
         scale: ``(r_min, r_max)``, the objects' radii as fractions of the image side, for the training and
             the test images (``shapes.generate``'s ``scale``; two-object images need ``r_max <= 1/4``).
     """
-    if name not in shapes_nets.BUILDERS:
-        raise ValueError(f"unknown network {name!r}; trainable: {tuple(shapes_nets.BUILDERS)}")
+    if name not in nets.BUILDERS:
+        raise ValueError(f"unknown network {name!r}; trainable: {tuple(nets.BUILDERS)}")
     cfg = dict(DEFAULTS[name])
     given = dict(epochs=epochs, images_per_epoch=images_per_epoch, two_objects=two_objects, lr=lr)
     cfg.update({k: v for k, v in given.items() if v is not None})
@@ -160,7 +161,7 @@ def train(
     torch.use_deterministic_algorithms(True)
     try:
         torch.manual_seed(seed)
-        model = shapes_nets.BUILDERS[name](n_classes=n_classes).to(memory_format=torch.channels_last)
+        model = nets.BUILDERS[name](n_classes=n_classes).to(memory_format=torch.channels_last)
         opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
         steps_per_epoch = math.ceil(cfg["images_per_epoch"] / BATCH_SIZE)
         total = cfg["epochs"] * steps_per_epoch
@@ -213,8 +214,9 @@ def train(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m xai_ref.train", description="Train a shapes network.")
-    parser.add_argument("name", choices=sorted(shapes_nets.BUILDERS))
+    parser = argparse.ArgumentParser(prog="python -m xai_ref.training.shapes_nets",
+                                     description="Train a shapes network.")
+    parser.add_argument("name", choices=sorted(nets.BUILDERS))
     parser.add_argument("--epochs", type=int, default=None, help="default: per network, see DEFAULTS")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--biased", action="store_true", help="train on the biased variant (NAME_biased.pt)")
