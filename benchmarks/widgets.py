@@ -7,11 +7,15 @@ the cost of a first visit (what the control invalidates is recomputed, the rest 
 picture is drawn), not of a revisit (which only reads caches).
 
 Goals: a step or threshold change <= 50 ms median (shapes nets and EfficientNet-Lite0); a class or
-layer change on EfficientNet-Lite0 <= 250 ms median.
+layer change on EfficientNet-Lite0 <= 250 ms median. And, as a ratio to one plain forward + backward pass
+of the same model and image timed in the same run (interleaved), a class change on EfficientNet-Lite0:
+BackpropExplorer <= 2.3x (its three maps come from one forward pass), GradCAMExplorer <= 1.3x.
 
     python benchmarks/widgets.py            # writes the "widgets" section of benchmarks/RESULTS.md
     python benchmarks/widgets.py --quick    # fewer repetitions, prints only
     python benchmarks/widgets.py --threads 1
+    python benchmarks/widgets.py --threads 1 --only BackpropExplorer   # re-measure one explorer's rows
+                                            # (and the ratios); the other rows of the section are kept
 
 On a 2-core machine shared with other busy processes use ``--threads 1``: two torch threads that wait
 on each other make every convolution of these small nets 10-20x slower (measured here).
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import sys
 import time
 import warnings
@@ -32,13 +37,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._results import write_section  # noqa: E402
+from benchmarks._results import RESULTS, write_section  # noqa: E402
 from widgets import (AscentExplorer, AttentionExplorer, BackpropExplorer, CAMExplorer, GAPExplorer,  # noqa: E402
                      GradCAMExplorer, MetricsExplorer)
 from widgets.cache import Memo  # noqa: E402
 
 GOALS = {"step": 50, "threshold": 50}           # ms, median, any model
 EFFICIENTNET_GOALS = {"target": 250, "layer": 250}
+RATIO_GOALS = {"BackpropExplorer": 2.3, "GradCAMExplorer": 1.3}   # class change / plain pass, EfficientNet
 
 
 def pool(w: W.ValueWidget) -> list:
@@ -86,7 +92,72 @@ def time_control(explorer, name: str, n: int, rng: random.Random) -> list[float]
     return times
 
 
-def run(quick: bool) -> str:
+def plain_pass(model, x: torch.Tensor, c: int, weights: bool = True) -> None:
+    """One plain forward + backward pass of the target score: ``model(x)[0, c].backward()`` with the model
+    as it is loaded (``weights=True``: parameters require grad, so the backward pass also computes the
+    weights' gradients, as a training step does), or only down to the input (``weights=False``:
+    parameters frozen, what one explanation needs at the least)."""
+    saved = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    try:
+        if not weights:
+            for p in model.parameters():
+                p.requires_grad_(False)
+        x_ = x.detach().clone().requires_grad_(True)
+        model(x_)[0, c].backward()
+    finally:
+        for p, requires_grad, grad in saved:
+            p.requires_grad_(requires_grad)
+            p.grad = grad
+
+
+def ratios(n: int, rng: random.Random) -> tuple[str, list[str]]:
+    """A class change on EfficientNet-Lite0 against a plain forward + backward pass of the same model and
+    image, interleaved in one run (each change to a class not visited, caches emptied): the median of
+    each and their ratio. Returns (a Markdown table, the goals missed)."""
+    rows, failures = [], []
+    for cls, make in (("BackpropExplorer", lambda: BackpropExplorer("efficientnet_lite0", "cat_coffee")),
+                      ("GradCAMExplorer", lambda: GradCAMExplorer("efficientnet_lite0", "cat_coffee"))):
+        explorer = make()
+        model, x = explorer.model, explorer.x
+        w = explorer.controls["target"]
+        classes = [v for v in pool(w) if v != w.value]
+        rng.shuffle(classes)
+        change, full, light = [], [], []
+        for c in classes[:n]:
+            for times, f in ((full, lambda: plain_pass(model, x, c)),
+                             (light, lambda: plain_pass(model, x, c, weights=False))):
+                t0 = time.perf_counter()
+                f()
+                times.append((time.perf_counter() - t0) * 1000)
+            empty_caches(explorer)
+            explorer.stepper.forget_drawn()
+            t0 = time.perf_counter()
+            w.value = c
+            change.append((time.perf_counter() - t0) * 1000)
+            if explorer.status.value:
+                raise RuntimeError(f"{cls}.target = {c!r}: {explorer.status.value}")
+        med, f, l = (float(np.median(t)) for t in (change, full, light))
+        goal = RATIO_GOALS[cls]
+        verdict = "ok" if med / f <= goal else "**over**"
+        if verdict != "ok":
+            failures.append(f"{cls}/efficientnet_lite0/target: {med / f:.2f}x > {goal}x")
+        rows.append(f"| {cls} | efficientnet_lite0 | `target` | {len(change)} | {med:.1f} | {f:.1f} | "
+                    f"**{med / f:.2f}x** | {l:.1f} | {med / l:.2f}x | ≤ {goal}x {verdict} |")
+        print(rows[-1], flush=True)
+    table = ("| explorer | model | control | changes | median ms | plain pass ms | ratio | input-only pass ms "
+             "| ratio | goal (ratio to the plain pass) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n"
+             + "\n".join(rows))
+    note = ("Class change against one forward + backward pass of the same model and image, interleaved in this "
+            "run (medians). Plain pass: `model(x)[0, c].backward()` with the model as loaded (its parameters "
+            "require grad, so the weights' gradients are computed too); input-only pass: the same with the "
+            "parameters frozen, the least any gradient explanation costs. BackpropExplorer computes its three "
+            "maps (and the magnifier's signal under each rule) from one forward and three backward passes.")
+    return f"{note}\n\n{table}\n", failures
+
+
+def run(quick: bool, only: set[str] | None = None) -> tuple[list[str], list[str], str]:
+    """Time every control of each explorer case (``only``: the cases of these explorers). Returns the
+    table rows, the goals missed, and the ratio table."""
     rng = random.Random(0)
     n_small, n_big = (8, 4) if quick else (30, 12)
     cases = [
@@ -105,10 +176,12 @@ def run(quick: bool) -> str:
          ["target", "step", "patch_row"]),
     ]
     rows, failures = [], []
-    for cls, model, make, only in cases:
+    for cls, model, make, controls in cases:
+        if only is not None and cls not in only:
+            continue
         explorer = make()
         big = model == "efficientnet_lite0"
-        for name in only or list(explorer.controls):
+        for name in controls or list(explorer.controls):
             if cls == "AscentExplorer" and name == "steps":
                 continue
             n = n_big if big and name in ("target", "layer", "method", "mode", "unit") else n_small
@@ -127,28 +200,74 @@ def run(quick: bool) -> str:
             rows.append(f"| {cls} | {model} | `{name}` | {len(t)} | {med:.1f} | {p95:.1f} | "
                         f"{'' if goal is None else f'≤ {goal} {verdict}'} |")
             print(rows[-1], flush=True)
-    table = ("| explorer | model | control | changes | median ms | p95 ms | goal (median) |\n"
-             "|---|---|---|---:|---:|---:|---|\n" + "\n".join(rows))
-    note = ("Latency from `control.value = v` to the explorer's pictures and text updated, each change to a "
-            "value not visited before (first-visit cost; every picture redrawn). `channel` is timed on the "
-            "first term (feature maps). `run` on AscentExplorer is one run of 10 gradient steps.")
+    ratio_table, ratio_failures = ratios(4 if quick else 12, rng)
+    return rows, failures + ratio_failures, ratio_table
+
+
+HEADING = ("| explorer | model | control | changes | median ms | p95 ms | goal (median) |\n"
+           "|---|---|---|---:|---:|---:|---|\n")
+NOTE = ("Latency from `control.value = v` to the explorer's pictures and text updated, each change to a "
+        "value not visited before (first-visit cost; every picture redrawn). `channel` is timed on the "
+        "first term (feature maps). `run` on AscentExplorer is one run of 10 gradient steps.")
+
+
+def case_of(row: str) -> tuple[str, str]:
+    """(explorer, model) of a table row."""
+    cells = [c.strip() for c in row.strip().strip("|").split("|")]
+    return cells[0], cells[1]
+
+
+def merged(rows: list[str], only: set[str]) -> tuple[list[str], str]:
+    """The rows of the section now in RESULTS.md, those of the explorers in ``only`` replaced by ``rows``
+    (at the place of their old rows), and the old section's machine line."""
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    found = re.search(r"<!-- widgets:start -->(.*?)<!-- widgets:end -->", old, re.S)
+    section = found.group(1) if found else ""
+    machine_line = re.search(r"^Machine: (.*?)\s*$", section, re.M)
+    table = section.split("| explorer | model | control | changes | median ms | p95 ms |")[1:2]
+    old_rows = [r for r in (table[0].splitlines()[2:] if table else []) if r.startswith("| ")]
+    out, placed = [], set()
+    for r in old_rows:
+        key = case_of(r)
+        if key[0] not in only:
+            out.append(r)
+        elif key not in placed:
+            out += [n for n in rows if case_of(n) == key]
+            placed.add(key)
+    out += [n for n in rows if case_of(n) not in placed]
+    return out, machine_line.group(1) if machine_line else "unknown"
+
+
+def body(rows: list[str], failures: list[str], ratio_table: str, partial: str = "") -> str:
     summary = "All goals met." if not failures else "Over the goal: " + "; ".join(failures)
-    return f"{note}\n\n{table}\n\n{summary}\n"
+    return f"{NOTE}{partial}\n\n{HEADING}" + "\n".join(rows) + f"\n\n{ratio_table}\n{summary}\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions; print, do not write RESULTS.md")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--only", default=None, help="comma-separated explorer class names: time only their "
+                        "controls (and the ratios); the other rows of the RESULTS.md section are kept")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", RuntimeWarning)   # "no trained weights yet" for the shapes nets
-    body = run(args.quick)
-    print(body)
+    only = None if args.only is None else {o.strip() for o in args.only.split(",") if o.strip()}
+    rows, failures, ratio_table = run(args.quick, only)
+    partial = ""
+    if only is not None and not args.quick:
+        rows, machine_then = merged(rows, only)
+        failures = [f for f in failures if "x >" in f] + [
+            f"{case_of(r)[0]}/{case_of(r)[1]}/{r.split('`')[1]}: over" for r in rows if "**over**" in r]
+        partial = (f" Rows of {', '.join(sorted(only))} and the ratio table are from this run; the other rows "
+                   f"are from the last full run ({machine_then}).")
+    text = body(rows, failures, ratio_table, partial)
+    print(text)
     if not args.quick:
-        command = "python benchmarks/widgets.py" + (f" --threads {args.threads}" if args.threads else "")
-        write_section("widgets", command, body)
+        command = "python benchmarks/widgets.py" + (f" --threads {args.threads}" if args.threads else "") + \
+            (f" --only {args.only}" if args.only else "")
+        write_section("widgets", command, text)
 
 
 if __name__ == "__main__":
