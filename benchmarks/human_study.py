@@ -2,8 +2,8 @@
 
 For each study and each method: ``--n`` trials (default 200) built by ``study.trials(n, seed, studies=s,
 methods=(m,))``, so every method is asked about the same images; the observer answers from the exact
-masks; the table gives its accuracy with the Wilson 95 % interval beside the paper's numbers (people on
-ImageNet, not an observer on shapes). Writes the ``human_study`` section of benchmarks/RESULTS.md and the
+masks; the table gives its accuracy with the Wilson 95 % interval beside the paper's numbers (people looking
+at the paper's own images, not an observer on shapes). Writes the ``human_study`` section of benchmarks/RESULTS.md and the
 plot to benchmarks/_out/human_study.png.
 
 Run: ``python benchmarks/human_study.py [--n N] [--seed S] [--no-write]``.
@@ -45,7 +45,7 @@ def paper_cell(s: str, m: str) -> str:
 
 
 def table(scores: dict) -> str:
-    lines = ["| study | method | observer accuracy | 95 % interval (Wilson) | n | paper (people, ImageNet) |",
+    lines = ["| study | method | observer accuracy | 95 % interval (Wilson) | n | paper (people) |",
              "|---|---|---:|---|---:|---|"]
     for (s, m), sc in scores.items():
         lines.append(f"| {s.replace('_', ' ')} | {study.METHOD_NAMES[m]} | {sc.accuracy:.1%} | "
@@ -77,8 +77,10 @@ def main() -> None:
         f"{args.n} trials per study and method (`study.trials(n={args.n}, seed={args.seed}, studies=s, "
         f"methods=m)`: the same images for every method); chance is 50 %. Total {seconds:.0f} s.\n\n"
         + text
-        + "\n\nThe paper's numbers are people's answers on ImageNet images (AlexNet / VGG-16), so they are a "
-          "reference point, not a target: the observer reads the exact masks that a person has to guess."
+        + "\n\nThe paper's numbers are people's answers about visualizations of AlexNet / VGG-16 on the "
+          "paper's own images (the summaries of the paper this project holds do not name that image set), so "
+          "they are a reference point, not a target: the observer reads the exact masks that a person has to "
+          "guess."
     )
     if not args.no_write:
         write_section("human_study", f"python benchmarks/human_study.py --n {args.n} --seed {args.seed}", body)

@@ -109,9 +109,11 @@ def trials(n: int, seed: int = 0, studies=STUDIES, methods=tuple(METHODS), model
     """The quiz: ``n`` trials of each study in ``studies``, in that order; a pure function of the arguments.
 
     Each study draws from its own random stream ``default_rng([seed, study number])``, one candidate at a
-    time: an image seed, a method (uniformly from ``methods``) and a coin (which object is explained, or
-    whether the stronger model is shown as A). So the first trials of a longer quiz are the same as a
-    shorter quiz's. Class discrimination explains ``model``'s score for the chosen object's class. Trust
+    time: an image seed and a coin (which object is explained, or whether the stronger model is shown as
+    A). The methods are **balanced**: every block of ``len(methods)`` consecutive trials of a study shows
+    each method once, in a random order (its own stream, ``default_rng([seed, study number, 1])``), so
+    ``n`` trials give each method ``n // len(methods)`` or one more. A single method gives the same images
+    as a quiz of several. The first trials of a longer quiz are the same as a shorter quiz's. Class discrimination explains ``model``'s score for the chosen object's class. Trust
     keeps only the images on which ``strong`` and ``weak`` both predict the object's class.
 
     Lesson: ``lessons/10_neurons_and_people.ipynb``.
@@ -121,10 +123,11 @@ def trials(n: int, seed: int = 0, studies=STUDIES, methods=tuple(METHODS), model
     out: list[Trial] = []
     for s in studies:
         rng = np.random.default_rng([seed, STUDIES.index(s)])
+        balanced = _Balanced(seed, STUDIES.index(s), methods)
         if s == "class_discrimination":
-            out += _discrimination_trials(n, rng, methods, model, len(out))
+            out += _discrimination_trials(n, rng, methods, model, len(out), balanced)
         else:
-            out += _trust_trials(n, rng, methods, strong, weak, len(out))
+            out += _trust_trials(n, rng, methods, strong, weak, len(out), balanced)
     return out
 
 
@@ -142,11 +145,25 @@ def _candidate(rng: np.random.Generator, methods: tuple[str, ...]) -> tuple[int,
     return int(rng.integers(2**31)), methods[int(rng.integers(len(methods)))], int(rng.integers(2))
 
 
-def _discrimination_trials(n, rng, methods, model, start) -> list[Trial]:
+class _Balanced:
+    """The methods of a study's trials, balanced: every block of ``len(methods)`` consecutive trials shows
+    each method once, in a random order from its own stream (so the images do not depend on it)."""
+
+    def __init__(self, seed: int, study_number: int, methods: tuple[str, ...]):
+        self.rng, self.methods, self.block = np.random.default_rng([seed, study_number, 1]), methods, []
+
+    def method(self, i: int) -> str:
+        if i % len(self.methods) == 0:
+            self.block = [self.methods[j] for j in self.rng.permutation(len(self.methods))]
+        return self.block[i % len(self.methods)]
+
+
+def _discrimination_trials(n, rng, methods, model, start, balanced) -> list[Trial]:
     load_model(model)                                     # an unknown name fails here, not in the middle of a quiz
     out = []
     for i in range(n):
-        image_seed, method, k = _candidate(rng, methods)
+        image_seed, _, k = _candidate(rng, methods)
+        method = balanced.method(i)
         b = shapes.generate(1, seed=image_seed, **IMAGE_ARGS["class_discrimination"])
         names = [b.classes[c] for c in b.labels[0]]
         out.append(Trial("class_discrimination", start + i, image_seed, method, tuple(sorted(names)), names[k],
@@ -154,7 +171,7 @@ def _discrimination_trials(n, rng, methods, model, start) -> list[Trial]:
     return out
 
 
-def _trust_trials(n, rng, methods, strong, weak, start) -> list[Trial]:
+def _trust_trials(n, rng, methods, strong, weak, start, balanced) -> list[Trial]:
     if strong == weak:
         raise ValueError(f"strong and weak must be two different models, got {strong!r} twice")
     out, tries = [], 0
@@ -163,13 +180,14 @@ def _trust_trials(n, rng, methods, strong, weak, start) -> list[Trial]:
         if tries > 20 * n + 100:
             raise ValueError(f"the models strong={strong!r} and weak={weak!r} agree with the label on too few "
                              "images; pass two models that both classify the biased shapes well")
-        image_seed, method, a_is_weak = _candidate(rng, methods)
+        image_seed, _, a_is_weak = _candidate(rng, methods)
         b = shapes.generate(1, seed=image_seed, **IMAGE_ARGS["trust"])
         label = int(b.label[0])
         with torch.no_grad():
             preds = [int(load_model(m)(torch.from_numpy(b.images)).argmax(1)[0]) for m in (strong, weak)]
         if preds != [label, label]:
             continue
+        method = balanced.method(len(out))
         shown = (weak, strong) if a_is_weak else (strong, weak)
         out.append(Trial("trust", start + len(out), image_seed, method, MODEL_CHOICES,
                          MODEL_CHOICES[shown.index(strong)], label, shown))
