@@ -13,6 +13,7 @@ Never run ``playwright install`` here: it downloads a browser. Adapted from shar
 
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import socket
@@ -275,5 +276,102 @@ def test_quiz_in_jupyterlab(lab, page, tmp):
         assert not page.errors, page.errors
         print(f"[browser] quiz screenshots: {shots / 'quiz_trial_2.png'}, {shots / 'quiz_trust_trial.png'}, "
               f"{shots / 'quiz_score.png'}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- the stepper's worked equation ("With this image's numbers"), typeset by MathJax --------------------
+
+WORKED_CELL = """from widgets import GradCAMExplorer
+explorer = GradCAMExplorer()      # the shapes NIN: fast on a CPU
+explorer"""
+
+
+def _worked_box(stepper):
+    """The stepper's worked-equation box: the HTMLMath widget that says "With this image's numbers" (the
+    equation list above it is another HTMLMath, without that text)."""
+    return stepper.locator(".widget-htmlmath", has_text="With this image's numbers")
+
+
+def _typeset(box) -> dict:
+    """What MathJax made of the box: its output elements, their HTML, the text left outside them, and errors."""
+    return box.evaluate("""b => {
+        const mjx = [...b.querySelectorAll('mjx-container')];
+        const outside = b.cloneNode(true);
+        outside.querySelectorAll('mjx-container').forEach(m => m.remove());
+        return {n: mjx.length, display: mjx.filter(m => m.getAttribute('display') === 'true').length,
+                html: mjx.map(m => m.innerHTML).join('|'),
+                // the assistive MathML MathJax adds: the typeset formula as text (e.g. "α7c=1Z∑i∑j...=0.08212")
+                math: mjx.map(m => (m.querySelector('mjx-assistive-mml') || {}).textContent || '').join('|'),
+                outside: outside.innerText,
+                errors: b.querySelectorAll('mjx-merror, [data-mjx-error]').length,
+                width: Math.max(0, ...mjx.map(m => m.scrollWidth)), box: b.clientWidth};
+    }""")
+
+
+def test_worked_equation_typeset_in_jupyterlab(lab, page, tmp):
+    """A Grad-CAM explorer (shapes NIN) in a one-cell notebook: the stepper's worked equation is typeset by
+    MathJax (an ``mjx-container`` in display mode inside the box, no TeX source or ``$$`` left as text, no
+    MathJax error) and is typeset again, differently, when the step moves (keyboard on the slider, then ▶)."""
+    base, token = lab
+    t0 = time.time()
+    (ROOT / "build").mkdir(exist_ok=True)            # git-ignored; the notebook must lie under Lab's root
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="worked-", dir=ROOT / "build"))
+    shots = tmp / "screenshots"
+    shots.mkdir(exist_ok=True)
+    try:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(WORKED_CELL)]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                                     "language": "python"}
+        nbformat.write(nb, folder / "worked.ipynb")
+        notebook = str((folder / "worked.ipynb").relative_to(ROOT))
+        page.goto(f"{base}/lab/tree/{notebook}?token={token}&reset")
+        page.wait_for_function("""() => /\\|\\s*Idle/.test(
+            (document.querySelector('#jp-main-statusbar') || {}).innerText?.replace(/\\n/g, ' | ') || '')""")
+        menu(page, "Run", "Run All Cells")
+        cell = page.locator(".jp-Notebook .jp-Cell").nth(0)
+        stepper = cell.locator(".xr-explorer .xr-stepper")
+        sync_api.expect(stepper).to_be_visible(timeout=90_000)
+        assert page.get_by_text("Error displaying widget").count() == 0
+        box = _worked_box(stepper)
+        sync_api.expect(box).to_have_count(1)
+        readout = stepper.locator(".widget-readout").first
+        sync_api.expect(readout).to_have_text("1")
+
+        def typeset_step(step: int, symbol: str) -> dict:
+            sync_api.expect(readout).to_have_text(str(step))
+            sync_api.expect(stepper).to_contain_text(f"step {step} of")
+            sync_api.expect(box.locator("mjx-container[display='true']")).to_have_count(1)
+            page.wait_for_function("""b => !/\\$\\$|\\\\frac|\\\\mathtt|\\\\text\\{/.test(b.innerText)""",
+                                   arg=box.element_handle())
+            t = _typeset(box)
+            assert t["n"] == 1 and t["display"] == 1 and t["errors"] == 0, (step, t)
+            assert t["html"].strip() and "$$" not in t["outside"] and "\\" not in t["outside"], (step, t)
+            value = re.search(r"the trace's value: (\S+) ✓", t["outside"])
+            assert value, (step, t["outside"])          # the check under the equation agrees
+            assert t["math"].endswith("=" + value[1]), (step, t["math"], value[1])   # typeset: "... = result"
+            assert symbol in stepper.locator(".widget-html").first.inner_text()       # the header's term
+            return t
+
+        shown = [typeset_step(1, "A")]
+        stepper.locator(".widget-slider .noUi-handle").first.focus()            # keyboard on the slider
+        page.keyboard.press("ArrowRight")
+        shown.append(typeset_step(2, "dY_dA"))
+        stepper.locator("button", has_text="▶").first.click()                   # the mouse on ▶
+        shown.append(typeset_step(3, "alpha"))
+        for (a, b) in zip(shown, shown[1:]):
+            assert a["html"] != b["html"], "the typeset worked equation did not change with the step"
+            assert a["math"] != b["math"]
+        assert "164(" in shown[2]["math"]     # alpha: \frac{1}{64}(...), Z = 8 x 8 cells of block3_pool
+
+        assert page.get_by_text("Error displaying widget").count() == 0
+        cell.locator(".jp-InputPrompt").first.click()   # activate it, else Lab scrolls back to the active cell
+        stepper.evaluate("e => e.scrollIntoView({block: 'start'})")
+        page.wait_for_timeout(300)
+        stepper.screenshot(path=str(shots / "worked_equation_step3.png"))
+        assert not page.errors, page.errors
+        print(f"[browser] worked equation typeset at steps 1-3 in {time.time() - t0:.1f}s; "
+              f"screenshot: {shots / 'worked_equation_step3.png'}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
