@@ -219,3 +219,44 @@ def test_explorer_worked_numbers_add_up(nin_dissected):
     e.controls["step"].value = 7
     assert f"unit {k} is <b>{d.name[k].name}</b>" in e.stepper.numbers.value
     assert hook_count(model) == 0
+
+
+def test_explorer_floor_units_and_dead_units():
+    """A unit tied at its floor shows the floor rule and P(a > T) < q; a unit never above its floor 'never
+    fires' and has no best concept; the chosen concept is the red bar; the title has no raw LaTeX."""
+    from widgets.dissection import DissectionExplorer
+    model, x, c = _dead_and_sparse()
+    t = dissect(model, "conv", x, c, progress=False)
+    e = DissectionExplorer(model, probe=x, concepts=c, trace=t, unit=0)
+    assert "_" not in e.children[0].value and "{" not in e.children[0].value
+    e.controls["step"].value = 2
+    assert "P(a &gt; T) &lt; q" in e.stepper.numbers.value and "floor" in e.stepper.numbers.value
+    e.controls["step"].value = 3
+    assert "and up(a<sub>0</sub>) &gt; floor" in e.stepper.numbers.value
+    assert r"\mathrm{floor}_k" in e.stepper.equations.value and "k = 0, \\dots, K-1" in e.stepper.equations.value
+    e.controls["step"].value = 1
+    assert "top 6 probe images" in e.stepper.header.value and "× 4×4 positions" in e.stepper.numbers.value
+    e.controls["unit"].value = 1
+    assert "never fires above its floor" in e.name_line.value and "(best concept" not in e.name_line.value
+    e.controls["step"].value = 7
+    assert "never fires above its floor" in e.stepper.numbers.value and "c* =" not in e.stepper.numbers.value
+    e.controls["unit"].value = 0
+    e.controls["concept"].value = 1
+    assert "chosen above" in e.bars_caption.children[0].value
+    assert "this step shows c*" in e.stepper.numbers.value or t.IoU[0].argmax().item() == 1
+
+
+def _dead_and_sparse():
+    """Unit 0 is above 0 at 1 of 16·4·4 = 256 positions (0.39 % < q: T_0 ties with the floor 0); unit 1 is 0."""
+    x = torch.zeros(16, 1, 4, 4, dtype=torch.float64)
+    x[0, 0, 1, 1] = 1.0
+    conv = nn.Conv2d(1, 2, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = 1.0
+        conv.bias.zero_()
+    model = nn.Sequential(OrderedDict(conv=conv)).double()
+    masks = np.zeros((16, 2, 4, 4), dtype=bool)
+    masks[:, 0, 1:3, 1:3] = True
+    masks[:, 1, 0, 0] = True
+    return model, x, concepts_module.Concepts(("a", "b"), masks)

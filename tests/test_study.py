@@ -194,6 +194,18 @@ def test_trials_are_a_function_of_seed_and_n():
     assert {t.method for t in study.trials(5, seed=5, methods=["grad_cam"])} == {"grad_cam"}
 
 
+def test_methods_are_balanced_and_images_do_not_depend_on_which():
+    pair = ("guided_backprop", "guided_grad_cam")
+    for t in (study.trials(10, seed=0, methods=pair), study.trials(7, seed=3, methods=study.METHODS)):
+        for s in study.STUDIES:
+            ms = [x.method for x in t if x.study == s]
+            counts = [ms.count(m) for m in set(ms)]
+            assert max(counts) - min(counts) <= 1 and len(set(ms)) == min(len(ms), len({x.method for x in t}))
+    a = study.trials(4, seed=2, studies="class_discrimination", methods=pair)
+    b = study.trials(4, seed=2, studies="class_discrimination", methods=("saliency", "deconvnet"))
+    assert [t.image_seed for t in a] == [t.image_seed for t in b]
+
+
 def test_class_discrimination_trials_match_their_images():
     for t in study.trials(6, seed=1, studies="class_discrimination"):
         b = study.image(t)
@@ -304,6 +316,7 @@ def test_quiz_records_answers_and_shows_the_score(tmp_path):
     path = tmp_path / "ada.json"
     quiz = HumanStudy(path, seed=4, n_trials=2, clock=Clock())
     assert "trial 1 of 4" in quiz.progress.value
+    assert "Type your name" in quiz.status.value                             # said before the first click
     click(quiz, quiz.trials[0].answer)                                       # no name yet: nothing recorded
     assert "Type your name" in quiz.status.value and not path.exists() and "trial 1 of 4" in quiz.progress.value
 

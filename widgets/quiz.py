@@ -34,7 +34,8 @@ class HumanStudy(W.VBox):
     """A quiz: the class-discrimination and trust studies of the Grad-CAM paper, one trial at a time.
 
     ``HumanStudy(path, student="", seed=0, n_trials=10)`` runs ``n_trials`` trials of each study (so
-    "trial 3 of 20") built by `xai_ref.study.trials` from ``seed``: give the whole class the same seed and
+    "trial 3 of 20") built by `xai_ref.study.trials` from ``seed`` (the methods balanced: each block of
+    ``len(methods)`` trials of a study shows each method once): give the whole class the same seed and
     everyone gets the same quiz. Each answer is saved at once to the JSON file ``path`` (one file per
     student; pool them with `xai_ref.study.load_all`); re-running the cell with the same ``path`` and
     arguments resumes where the student stopped. ``studies``, ``methods``, ``model`` (explained in the
@@ -47,7 +48,8 @@ class HumanStudy(W.VBox):
 
     Panels: the progress line ("trial 3 of 20 · class discrimination"), the question, the pictures (the
     64×64 image enlarged, then the visualization for one class, or model A's and model B's side by side;
-    the method is not shown), a status line (what is missing, where answers go), and after the last
+    the method is not shown), a status line (from the start: type a name first; then where answers go), and
+    after the last
     trial the student's own score per method and study.
 
     Lesson: ``lessons/10_neurons_and_people.ipynb``.
@@ -83,7 +85,20 @@ class HumanStudy(W.VBox):
             self.buttons, self.status, self.score,
         ])
         self.add_class("xr-quiz")
+        self.controls["student"].observe(lambda _: self.hint(), "value")
         self.show()
+        self.hint()
+
+    def hint(self) -> None:
+        """Before the first answer: say to type a name first (or, with a name, where the answers go)."""
+        if self.records or self.done:
+            return
+        if self.controls["student"].value.strip():
+            self.status.value = (f"<span style='color:#555'>answers will be saved to "
+                                 f"{html.escape(str(self.path))}</span>")
+        else:
+            self.status.value = ("<span style='color:#555'>Type your name or student id in the box above first, "
+                                 "then click an answer.</span>")
 
     def resume(self, student: str) -> tuple[list[dict], str]:
         """The answers already in ``path`` and the student who gave them (none and "" if there is no file),

@@ -112,8 +112,9 @@ def trials(n: int, seed: int = 0, studies=STUDIES, methods=tuple(METHODS), model
     time: an image seed and a coin (which object is explained, or whether the stronger model is shown as
     A). The methods are **balanced**: every block of ``len(methods)`` consecutive trials of a study shows
     each method once, in a random order (its own stream, ``default_rng([seed, study number, 1])``), so
-    ``n`` trials give each method ``n // len(methods)`` or one more. A single method gives the same images
-    as a quiz of several. The first trials of a longer quiz are the same as a shorter quiz's. Class discrimination explains ``model``'s score for the chosen object's class. Trust
+    ``n`` trials give each method ``n // len(methods)`` or one more. The images depend on the seed and the
+    number of methods, not on which methods. The first trials of a longer quiz are the same as a shorter
+    quiz's. Class discrimination explains ``model``'s score for the chosen object's class. Trust
     keeps only the images on which ``strong`` and ``weak`` both predict the object's class.
 
     Lesson: ``lessons/10_neurons_and_people.ipynb``.
@@ -147,7 +148,7 @@ def _candidate(rng: np.random.Generator, methods: tuple[str, ...]) -> tuple[int,
 
 class _Balanced:
     """The methods of a study's trials, balanced: every block of ``len(methods)`` consecutive trials shows
-    each method once, in a random order from its own stream (so the images do not depend on it)."""
+    each method once, in a random order from its own stream (so the images do not depend on that order)."""
 
     def __init__(self, seed: int, study_number: int, methods: tuple[str, ...]):
         self.rng, self.methods, self.block = np.random.default_rng([seed, study_number, 1]), methods, []
