@@ -11,7 +11,9 @@ from torch import nn
 
 import xai_ref as xr
 from widgets import BackpropExplorer
-from widgets.backprop import RULE_OF, gate, relu_upper, three_rules
+from widgets.backprop import RULE_OF
+from widgets.magnifier import relu_upper
+from xai_ref.backprop import three_rules
 from xai_ref.data import shapes
 from xai_ref.hooks import relu_backward
 from widgets.inputs import resolve_model

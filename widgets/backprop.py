@@ -12,7 +12,7 @@ So the three differ only where ``R < 0`` at an open gate (the gradient passes it
 or ``R > 0`` at a closed gate (deconvnet passes it, the other two block it). The zoom shows a small
 patch of one ReLU with those numbers, opened where they differ.
 
-`three_rules` computes the three signals from one forward pass and three backward passes (the ReLU
+`xai_ref.backprop.three_rules` computes the three signals from one forward pass and three backward passes (the ReLU
 rule is switched between backward passes, `xai_ref.hooks.Hooks`); its maps are bit-identical to
 ``xr.saliency``, ``xr.deconvnet`` and ``xr.guided_backprop``.
 """
@@ -24,89 +24,20 @@ from dataclasses import dataclass
 
 import ipywidgets as W
 import torch
-from torch import nn
 
 import xai_ref as xr
-from xai_ref.gradients import check_differentiable, neuron_scores
-from xai_ref.hooks import Hooks, relu_backward
-from xai_ref.inputs import check_batch, class_logits, target_scores
-from xai_ref.layer_names import split_call
-from xai_ref.trace import Trace
+from xai_ref.backprop import three_rules
+from xai_ref.checks import RULES
+from xai_ref.hooks import relu_backward
 
 from . import inputs, render
 from .cache import Memo
 from .explorer import Explorer, Panel, captioned, row, section, toggles
+from .magnifier import call_order, gate, patch_sums, relu_layers, relu_upper, seed
 from .stepper import Stepper
 
 METHODS = {"saliency": xr.saliency, "deconvnet": xr.deconvnet, "guided backprop": xr.guided_backprop}
 RULE_OF = {"saliency": "backprop", "deconvnet": "deconvnet", "guided backprop": "guided"}
-TRACE_NAME = {"backprop": "saliency", "deconvnet": "deconvnet", "guided": "guided_backprop"}
-RULES = ("backprop", "deconvnet", "guided")
-
-
-@dataclass
-class ThreeRules:
-    """What `three_rules` computed, each tensor detached.
-
-    ``traces``: rule -> the Trace that ``xr.saliency`` / ``xr.deconvnet`` / ``xr.guided_backprop`` return
-    (``grad`` (B,C,H,W), ``map`` (B,H,W)), for the rules asked for (None when ``input=False``);
-    ``R``: rule -> (B,K,h,w), the signal arriving at the output of the ReLU call ``relu`` when every layer
-    above it uses that rule (zeros where no signal reaches it); ``x_relu``: (B,K,h,w) that ReLU's forward
-    input (both None without ``relu``)."""
-
-    traces: dict[str, Trace] | None
-    R: dict[str, torch.Tensor] | None
-    x_relu: torch.Tensor | None
-
-
-def three_rules(model: nn.Module, x: torch.Tensor, target=None, *, relu=None, logits=None,
-                rules=RULES, input: bool = True) -> ThreeRules:
-    """Saliency, deconvnet and guided backprop from ONE forward pass and one backward pass per rule.
-
-    ``target``: as for ``xr.saliency`` (None, int, sequence, callable, or an ``xr.Neuron``); ``rules``:
-    which of ``"backprop"``, ``"deconvnet"``, ``"guided"`` (default all three); ``relu``: a ReLU call
-    (module name, ``"name#k"``) at whose output the signal ``R`` of each rule is also kept (same backward
-    passes); ``input=False``: the backward passes stop at ``relu`` (no traces: cheaper for a deep ReLU).
-    The rule is switched between backward passes of the one forward pass (`xai_ref.hooks.Hooks.rule`),
-    so ``three_rules(m, x, c).traces["guided"].map`` equals ``xr.guided_backprop(m, x, c).map`` bit for
-    bit (and likewise for the other two). As every ``xai_ref`` call: no hook is left on the model.
-    A model that computes no ReLU raises ValueError unless ``rules == ("backprop",)``.
-    """
-    check_batch(model, x)
-    rules = tuple(rules)
-    if not rules or any(r not in RULES for r in rules):
-        raise ValueError(f"rules must be a non-empty subset of {RULES}, got {rules}")
-    if not input and relu is None:
-        raise ValueError("input=False keeps only the signal at a ReLU: pass relu=")
-    neuron = isinstance(target, xr.Neuron)
-    layers = ([relu] if relu is not None else []) + ([target.layer] if neuron else [])
-    hooked = "guided" if "guided" in rules else ("deconvnet" if "deconvnet" in rules else "backprop")
-    with torch.inference_mode(False), torch.enable_grad(), Hooks(model, layers=layers, rule=hooked) as h:
-        x_ = h.watch(x)
-        output = model(x_)
-        scores = class_logits(output, logits, required=not (callable(target) or neuron))  # noqa: F841 (checks)
-        if neuron:
-            y, classes = neuron_scores(h.activation(len(layers) - 1), target), None
-        else:
-            y, classes = target_scores(output, target, logits)
-        check_differentiable(y, target)
-        wrt = ([x_] if input else []) + ([h.A] if relu is not None else [])
-        grads = {}
-        for i, rule in enumerate(rules):
-            h.rule = rule
-            got = torch.autograd.grad(y.sum(), wrt, retain_graph=i < len(rules) - 1, allow_unused=True)
-            grads[rule] = [torch.zeros_like(w) if g is None else g for g, w in zip(got, wrt)]
-        x_relu = h.inputs[h.layer_name(0)].detach() if relu is not None else None
-    traces = None
-    if input:
-        traces = {}
-        for rule in rules:
-            t = Trace(TRACE_NAME[rule], meta={"target": classes, "y": y.detach(), "rule": rule})
-            g = t.add("grad", grads[rule][0])
-            t.add("map", g.abs().amax(1))
-            traces[rule] = t
-    R = {rule: grads[rule][-1] for rule in rules} if relu is not None else None
-    return ThreeRules(traces, R, x_relu)
 
 
 @dataclass
@@ -487,51 +418,3 @@ class BackpropExplorer(Explorer):
                  if count else "; at this ReLU they never differ for this target")
         return (f"<div class='xr-why xr-same' style='{style.format('#8a5a00')}'>{reason}. The rules differ only "
                 "where R &lt; 0 at an open gate or R &gt; 0 at a closed gate" + where + "</div>")
-
-
-def seed(memo: Memo, key: tuple, value) -> None:
-    """Put a value computed elsewhere into ``memo`` (as if ``memo(*key)`` had computed it)."""
-    memo.store[key] = value
-    memo.store.move_to_end(key)
-    while len(memo.store) > memo.maxsize:
-        memo.store.popitem(last=False)
-
-
-def gate(x: torch.Tensor, upper: float | None) -> torch.Tensor:
-    """The forward gate of a ReLU (``x > 0``) or ReLU6 (``0 < x < upper``), as a bool tensor."""
-    return (x > 0) if upper is None else (x > 0) & (x < upper)
-
-
-def patch_sums(a: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
-    """(K, h-ph+1, w-pw+1): the sum of ``a`` (K,h,w) over each ph x pw patch (top-left corner indexed)."""
-    return torch.nn.functional.avg_pool2d(a[None].float(), (ph, pw), stride=1)[0] * (ph * pw)
-
-
-def call_order(model: nn.Module, x: torch.Tensor, calls) -> dict[str, int]:
-    """The position of each call name (``name`` or ``"name#k"``) in the order the forward pass completes
-    them (a block after its children): a call completed after the neuron's layer cannot reach it."""
-    names = list(dict.fromkeys(split_call(c)[0] for c in calls))
-    return {name: i for i, name in enumerate(inputs.module_calls(model, x, names))}
-
-
-def relu_layers(model: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
-    """The calls of ``nn.ReLU``/``nn.ReLU6`` modules with a spatial output, name -> (K,h,w), in execution
-    order; a module reused by several layers is listed once per call, ``"name#k"`` (`inputs.module_calls`)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, (nn.ReLU, nn.ReLU6))]
-    calls = inputs.module_calls(model, x, names)
-    return {n: tuple(out.shape[1:]) for n, (out, _) in calls.items()
-            if out.dim() == 4 and out.shape[2] * out.shape[3] > 1}
-
-
-def relu_input(model: nn.Module, x: torch.Tensor, relu: str) -> torch.Tensor:
-    """The forward input (K,h,w) of the ReLU call ``relu`` (a module name, or ``"name#k"`` for the k-th call
-    of a reused module), as `xai_ref.hooks.Hooks` captures it."""
-    with torch.no_grad(), Hooks(model, layers=[relu]) as h:
-        model(x)
-        return h.inputs[relu][0]
-
-
-def relu_upper(model: nn.Module, relu: str) -> float | None:
-    """6 for a ReLU6 call (its gate is 0 < x < 6), None for a ReLU."""
-    module = dict(model.named_modules())[split_call(relu)[0]]
-    return 6.0 if isinstance(module, nn.ReLU6) else None
