@@ -39,6 +39,12 @@ class Unit:
     def named(self) -> bool:
         return self.name != UNNAMED
 
+    def __repr__(self) -> str:
+        """Rounded for reading (``iou`` to 4 decimals, ``T`` to 4 significant digits); the fields keep
+        the full values."""
+        return (f"Unit(k={self.k}, name={self.name!r}, concept={self.concept!r}, iou={self.iou:.4f}, "
+                f"T={self.T:.4g})")
+
 
 def quantile_position(n: int, q: float) -> tuple[int, float]:
     """Where the ``1 - q`` quantile of ``n`` values lies, counted from the **largest** value.
