@@ -89,8 +89,9 @@ def grad_norm(t, k, pos) -> Worked:
     """||grad_I J||_2 at the first and the last step (each step moves I by lr grad J / ||grad J||)."""
     g = to_numpy(t.grad_norm[:, 0])
     result = float(g[-1])
-    latex = (rf"\text{{each step: }} I \leftarrow I + {num(t.meta['lr'])}\,\frac{{\nabla_I J}}{{\lVert \nabla_I J "
-             rf"\rVert_2}};\quad \lVert \nabla_I J(I_0) \rVert_2 = {num(g[0])},\ \dots,\ "
+    norm = t.term("grad_norm").latex                                  # ||grad_I J||_2
+    latex = (rf"\text{{each step: }} I \leftarrow I + \mathrm{{lr}}\,\frac{{\nabla_I J}}{{{norm}}},\ "
+             rf"\mathrm{{lr}} = {num(t.meta['lr'])};\quad \lVert \nabla_I J(I_0) \rVert_2 = {num(g[0])},\ \dots,\ "
              rf"\lVert \nabla_I J(I_{{{len(g) - 1}}}) \rVert_2 = {num(result)}")
     return Worked(latex, result, result)
 

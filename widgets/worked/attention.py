@@ -103,6 +103,7 @@ def loss(t, k, pos) -> Worked:
     squares = diff.reshape(-1) ** 2
     B, hw = diff.shape
     result = squares.sum() / squares.size
-    latex = (rf"\mathcal{{L}}_{{AT}} = \frac{{1}}{{B\,hw}}\sum_{{b,i}} (q_S - q_T)_{{b,i}}^2 = "
-             rf"\frac{{1}}{{{B} \cdot {hw}}}{sum_of(squares)} = \frac{{1}}{{{B * hw}}}({num(squares.sum())}) = {num(result)}")
+    latex = (t.term("loss").latex + " = "
+             + rf"\frac{{1}}{{{B} \cdot {hw}}}{sum_of(squares)} = \frac{{1}}{{{B * hw}}}({num(squares.sum())})"
+             + rf" = {num(result)}")
     return Worked(latex, result, float(to_numpy(t.loss)))

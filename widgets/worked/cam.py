@@ -170,8 +170,8 @@ def cam_score(t, k, pos) -> Worked:
     M, y, b = _first(t.M), float(to_numpy(t.meta["y"])[0]), float(to_numpy(t.meta["b"])[0])
     mean = M.sum() / M.size
     result = mean + b
-    latex = (rf"\text{{the model's score }} y^c = {num(y)};\quad S_c = \frac{{1}}{{Z}}\sum_{{x,y}} M_c(x,y) + b_c"
-             rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = \frac{{1}}{{{M.size}}}({num(M.sum())}) + {num(b)}"
+    latex = (rf"\text{{the model's score }} y^c = {num(y)};\quad " + t.term("S").latex
+             + rf" = \frac{{1}}{{{M.size}}}{sum_of(M)} + b_c = \frac{{1}}{{{M.size}}}({num(M.sum())}) + {num(b)}"
              rf" = {num(mean)} + {num(b)} = {num(result)}").replace("+ -", "- ")
     return Worked(latex, result, float(_first(t.S)))
 
