@@ -29,8 +29,10 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from xai_ref.equations import NAMES
+
 from . import render
-from .worked import work
+from .worked import at, work
 
 KINDS = ("maps", "signed_rgb", "image", "heatmap", "bars", "numbers", "series", "images", "text")
 GRID_MAX = 64  # feature maps shown at once in the grid (the page holding channel k)
@@ -99,7 +101,7 @@ class Stepper(W.VBox):
                  kinds: dict | None = None, size: int = 224):
         self.rgb, self.pixel_range, self.class_names = rgb, pixel_range, class_names
         self.kinds, self.size = dict(kinds or {}), size
-        self.trace, self.marker = None, None
+        self.trace, self.marker, self._default = None, None, None
         self._drawn: dict = {}      # (step, channel, marker) -> what was drawn, for the current trace
         self.step = W.IntSlider(value=1, min=1, max=1, description="step", continuous_update=True,
                                 layout=W.Layout(width="360px"))
@@ -141,6 +143,7 @@ class Stepper(W.VBox):
             self.header.value = self.equations.value = self.worked.value = self.numbers.value = ""
             self.picture.layout.display = self.detail.layout.display = self.channel.layout.display = "none"
             return
+        self._default = default_position(trace)
         kept = before is None or before.symbol in trace.symbols
         step = trace.symbols.index(before.symbol) + 1 if before is not None and kept else self.step.value
         self._showing = True                  # one redraw below, not one per slider change
@@ -159,10 +162,20 @@ class Stepper(W.VBox):
         self._drawn.clear()
 
     def set_marker(self, marker) -> None:
-        """Draw the cell ``(row, col)`` on map views (None: no cell)."""
+        """Draw the cell ``(row, col)`` of the trace's first map grid on map views (None: the default
+        position, `default_position`)."""
         if marker != self.marker:
             self.marker = marker
             self.redraw()
+
+    @property
+    def position(self) -> tuple[int, int] | None:
+        """The cell every step works out and marks: the explorer's marker when it lies on the trace's grid
+        (a new layer may have fewer cells than the picker still shows), else `default_position`."""
+        grid = None if self.trace is None else _grid(self.trace)
+        if self.marker is not None and grid is not None and all(0 <= m < g for m, g in zip(self.marker, grid)):
+            return self.marker
+        return self._default
 
     @property
     def term(self):
@@ -195,13 +208,14 @@ class Stepper(W.VBox):
         term, n = self.term, len(self.trace.steps)
         kind = self.kind(term)
         self._channel_range(term, kind)
-        key = (self.step.value, self.channel.value if self.channel.layout.display != "none" else 0, self.marker)
+        key = (self.step.value, self.channel.value if self.channel.layout.display != "none" else 0, self.position)
         if key not in self._drawn:
             if len(self._drawn) >= DRAWN_MAX:
                 self._drawn.pop(next(iter(self._drawn)))
             self._drawn[key] = (*self._draw(term, kind), self._worked(term))
         picture, detail, numbers, worked_html = self._drawn[key]
-        self.header.value = (f"<b>{html.escape(self.trace.method)}</b> &nbsp; step {self.step.value} of {n}: "
+        name = NAMES.get(self.trace.method, self.trace.method)
+        self.header.value = (f"<b>{html.escape(name)}</b> &nbsp; step {self.step.value} of {n}: "
                              f"<code>{html.escape(term.symbol)}</code> &mdash; {html.escape(term.description)}"
                              + ("" if self.instead_of is None else f" <i>(this method has no <code>"
                                 f"{html.escape(self.instead_of)}</code>; the nearest step)</i>"))
@@ -216,20 +230,25 @@ class Stepper(W.VBox):
     def _worked(self, term) -> str:
         """The term's equation with this image's numbers at the channel and position shown, and the
         trace's own value as the check (empty when the term has no worked form)."""
-        w = work(self.trace, term.symbol, self.channel.value, self.marker)
+        w = work(self.trace, term.symbol, self.channel.value, self.position)
         if w is None:
             return ""
         check = (f"the trace's value: {render.fmt(w.value)} &#10003;" if w.agrees else
                  f"<span style='color:#c00'>the trace's value is {render.fmt(w.value)}</span>")
+        where = ["image 0"] + [f"class c = {c}" + (f" ({html.escape(str(self.class_names[c]))})"
+                                                   if self.class_names and c < len(self.class_names) else "")
+                               for c in _first_class(self.trace)]
+        if self.position is not None and _has_grid(term):
+            where.append(f"cell {self.position} (marked)")
         return ("<div style='font-size:13px;margin:4px 0;padding:2px 8px;border-left:3px solid #f0b400'>"
-                f"<b>With this image's numbers</b> (image 0): $$ {w.latex} $$"
+                f"<b>With this image's numbers</b> ({', '.join(where)}): $$ {w.latex} $$"
                 f"<span style='font-size:11px;color:#555'>{check}</span></div>")
 
     def _equations(self) -> str:
         rows = []
         for i, t in enumerate(self.trace.steps, start=1):
             current = i == self.step.value
-            style = "background:#fff3b0;font-weight:bold;" if current else "color:#666;"
+            style = "background:#fff3b0;font-weight:bold;font-size:15px;" if current else "color:#666;"
             rows.append(f"<div style='{style}padding:1px 6px'>{'&#9654;' if current else '&nbsp;&nbsp;'} "
                         f"{i}. <code>{html.escape(t.symbol)}</code>: ${t.latex}$</div>")
         return "<div style='font-size:13px;line-height:1.9'>" + "".join(rows) + "</div>"
@@ -238,6 +257,8 @@ class Stepper(W.VBox):
         shape = tuple(term.value.shape) if hasattr(term.value, "shape") else ()
         has_channels = kind in ("maps", "bars") and len(shape) >= 2
         self.channel.layout.display = "" if has_channels else "none"
+        if has_channels:
+            self.channel.description = SLIDER_NAMES.get(term.axes[1] if len(term.axes) > 1 else "", "channel k")
         if has_channels and self.channel.max != shape[1] - 1:
             self._showing = True
             self.channel.max = shape[1] - 1   # may clamp the value; this redraw goes on with it
@@ -302,18 +323,55 @@ class Stepper(W.VBox):
         return render.png(render.with_bar(pic, *scale))
 
     def _mark(self, pic: np.ndarray, shape) -> np.ndarray:
-        if self.marker is None:
+        """The position's cell drawn on a picture of any map of the trace (a map at another resolution
+        than the grid covers the same image: the cell is drawn as the area it covers there)."""
+        grid = _grid(self.trace)
+        if self.position is None or grid is None:
             return pic
-        rows, cols = shape[-2:]
-        row, col = self.marker
+        (row, col), (rows, cols) = self.position, grid
         if not (0 <= row < rows and 0 <= col < cols):
             return pic
         return render.mark_cell(pic, row, col, rows, cols)
 
 
+#: The stepper's slider, named after the axis it walks.
+SLIDER_NAMES = {"channel": "channel k", "class": "class c", "position": "position i", "concept": "concept c"}
+
+
+def _grid(trace) -> tuple[int, int] | None:
+    """The (rows, cols) of the trace's first map: the grid the explorer's marker lives on."""
+    for term in trace.steps:
+        if _has_grid(term):
+            return tuple(term.value.shape[-2:])
+    return None
+
+
+def _has_grid(term) -> bool:
+    return tuple(term.axes[-2:]) == ("row", "col") and hasattr(term.value, "shape")
+
+
+def default_position(trace) -> tuple[int, int] | None:
+    """Where the trace's last map is strongest (summed over colour channels), as a cell of `_grid`: the
+    one position every step works out and marks when the explorer has no picker."""
+    grid, maps = _grid(trace), [t for t in trace.steps if _has_grid(t)]
+    if grid is None:
+        return None
+    last = np.abs(render.to_numpy(maps[-1].value[0]))
+    last = last.reshape(-1, *last.shape[-2:]).sum(0)
+    i, j = np.unravel_index(int(np.argmax(last)), last.shape)
+    return at((int(i), int(j)), last.shape, grid)
+
+
+def _first_class(trace) -> list[int]:
+    """The first image's target class, as a one-element list (empty when the target is not a class)."""
+    target = trace.meta.get("target")
+    return [] if target is None or len(target) == 0 else [int(target[0])]
+
+
 def _caption(term) -> str:
     shape = getattr(term.value, "shape", None)
-    where = f"shape {tuple(shape)}" if shape is not None and len(shape) else type(term.value).__name__
+    where = (f"shape {tuple(shape)}" if shape is not None and len(shape) else
+             "a number" if shape is not None else type(term.value).__name__)
     return f"<div style='font-size:12px;color:#444'><code>{html.escape(term.symbol)}</code>: {where}</div>"
 
 
@@ -326,6 +384,6 @@ def _numbers(v) -> str:
     if a.ndim == 0:
         return render.table_html([["value", a.item()]])
     if a.ndim == 1:
-        return render.table_html([[f"b = {b}", x] for b, x in enumerate(a[:16])], header=["image", "value"])
+        return render.table_html([[f"image {b}", x] for b, x in enumerate(a[:16])], header=["", "value"])
     rows = a.reshape(a.shape[0], -1)[:16]
     return render.table_html([[i, *r[:8]] for i, r in enumerate(rows)])

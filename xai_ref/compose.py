@@ -8,12 +8,13 @@ XGrad-CAM maps too).
 
 from __future__ import annotations
 
+from .equations import NAMES
 from .trace import Trace
 
 __all__ = ["FAMILY_NAMES", "class_model_terms", "guided"]
 
 #: The Grad-CAM-family methods Guided Grad-CAM can be composed from, with their names.
-FAMILY_NAMES = {"grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "xgrad_cam": "XGrad-CAM"}
+FAMILY_NAMES = {method: NAMES[method] for method in ("grad_cam", "grad_cam_pp", "xgrad_cam")}
 
 
 def guided(gc: Trace, R) -> Trace:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from string import Template
 
-__all__ = ["AXES", "EQUATIONS", "Equation", "equation"]
+__all__ = ["AXES", "EQUATIONS", "NAMES", "Equation", "equation"]
 
 AXES = ("image", "channel", "colour", "row", "col", "step", "snapshot", "class", "concept", "position",
         "occluder", "coordinate", "rank")
@@ -43,6 +43,15 @@ class Equation:
         if unknown:
             raise ValueError(f"unknown axes {unknown}; the axes are {AXES}")
 
+
+#: Each method's name as a reader knows it (a trace's ``method`` is its Python name).
+NAMES = {"gap": "GAP", "cam": "CAM", "grad_cam": "Grad-CAM", "grad_cam_pp": "Grad-CAM++", "xgrad_cam": "XGrad-CAM",
+         "guided_grad_cam": "Guided Grad-CAM", "guided_grad_cam_pp": "Guided Grad-CAM++",
+         "guided_xgrad_cam": "Guided XGrad-CAM", "saliency": "saliency", "deconvnet": "deconvnet",
+         "guided_backprop": "guided backpropagation", "occlusion": "occlusion",
+         "class_model": "class model visualisation", "fooling_image": "fooling image",
+         "attention_transfer": "attention transfer", "dissection": "Network Dissection",
+         "textual": "textual explanation"}
 
 MAPS = ("image", "channel", "row", "col")
 MAP = ("image", "row", "col")
