@@ -7,8 +7,8 @@
     python benchmarks/attention_transfer.py --report   # rewrite the RESULTS.md section and the plot from the JSONs
 
 The small setting uses the shipped teacher (``xai_ref.models.load("at_teacher")``, reproduced by
-``python -m xai_ref.transfer teacher``) and trains the student from scratch in every setting of
-:mod:`xai_ref.transfer` for each seed (the seed fixes the initial weights and the batch order; the small
+``python -m xai_ref.training.attention_transfer teacher``) and trains the student from scratch in every setting of
+:mod:`xai_ref.training.attention_transfer` for each seed (the seed fixes the initial weights and the batch order; the small
 training set is the same for all). Reports the held-out error (mean +- sample std over seeds), the
 attention distance to the teacher (``sum_j at_loss`` over the three groups, held-out images) at
 initialisation and after training, and the wall time. Writes ``benchmarks/attention_transfer.json``.
@@ -45,7 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from benchmarks._results import write_section  # noqa: E402
-from xai_ref import transfer  # noqa: E402
+from xai_ref.training import attention_transfer as transfer  # noqa: E402
 from xai_ref.models import at_nets, load  # noqa: E402
 
 OUT = Path(__file__).with_name("attention_transfer.json")
@@ -467,7 +467,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--append", action="store_true", help="add these settings to the existing JSON and table")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--ship", action="store_true", help="also save the seed-0 'alone' and 'at' students as the "
-                        "shipped at_student.pt / at_student_at.pt (the same bits as python -m xai_ref.transfer ship)")
+                        "shipped at_student.pt / at_student_at.pt (the same bits as python -m xai_ref.training.attention_transfer ship)")
     parser.add_argument("--sweep", action="store_true", help="run (or resume) the training-set size sweep")
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SWEEP["sizes"]))
     parser.add_argument("--steps", type=int, default=SWEEP["steps"])

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import xai_ref as xr
-from xai_ref import transfer
+from xai_ref.training import attention_transfer as transfer
 from xai_ref.models import at_nets, load
 
 

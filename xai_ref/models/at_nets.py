@@ -1,6 +1,6 @@
 """Teacher and student residual networks for attention transfer (Zagoruyko & Komodakis, ICLR 2017).
 
-Input ``(B, 3, 32, 32)`` float32 in ``[0, 1]``: the hard shapes task of :mod:`xai_ref.transfer`
+Input ``(B, 3, 32, 32)`` float32 in ``[0, 1]``: the hard shapes task of :mod:`xai_ref.training.attention_transfer`
 (``shapes.generate(..., n_classes=10, size=32)``, clutter on). Both nets are ResNet/WRN-style: a 3x3 stem
 conv, three *groups* of basic residual blocks at 32x32, 16x16 and 8x8, then global average pooling and one
 linear layer (so CAM applies). Attention is taken at the end of each group, ``group1``, ``group2``,
@@ -14,7 +14,7 @@ addition is out of place), ``AdaptiveAvgPool2d(1)``, ``Flatten`` and ``Linear``:
 
 Weights: ``xai_ref.models.load("at_teacher")``, ``load("at_student")`` (the student trained alone),
 ``load("at_student_at")`` (the student trained with attention transfer), reproduced by
-``python -m xai_ref.transfer ship``.
+``python -m xai_ref.training.attention_transfer ship``.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def at_student(n_classes: int = 10) -> ATNet:
 #: Shipped names -> builders (``at_student_at`` is the student architecture trained with AT).
 BUILDERS = {"at_teacher": at_teacher, "at_student": at_student, "at_student_at": at_student}
 
-#: Held-out accuracy of the shipped weights on ``xai_ref.transfer.task()``'s 1000 test images, and on its
+#: Held-out accuracy of the shipped weights on ``xai_ref.training.attention_transfer.task()``'s 1000 test images, and on its
 #: first 400 (what the tests check, exactly). The student trained alone is far behind the teacher: the gap
 #: that attention transfer and distillation try to close (see benchmarks/attention_transfer.json).
 SHIPPED_ACCURACY = {"at_teacher": 0.872, "at_student": 0.548, "at_student_at": 0.388}

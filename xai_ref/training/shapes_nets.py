@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.float().contiguous() for k, v in model.state_dict().items()}, out)
     split = "biased test split (cue random)" if args.biased else "test split"
-    print(f"{args.name}: held-out accuracy {100 * accuracy:.2f}% on {args.test_size} images ({split}, seed {TEST_SEED})")
+    print(f"{args.name}: held-out accuracy {100 * accuracy:.2f}% on {args.test_size} images "
+          f"({split}, seed {TEST_SEED})")
     pairs = shapes.generate(args.test_size, TEST_SEED, objects=2, biased=args.biased, split="test")
     pair_accuracy = evaluate_pairs(model, pairs)
     print(f"two-object test images whose top-2 classes are the two objects: {100 * pair_accuracy:.2f}%")

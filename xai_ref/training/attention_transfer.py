@@ -1,10 +1,10 @@
 """Teacher-student training: a student alone, with attention transfer, knowledge distillation, both, or a
-CAM-matching loss. ``python -m xai_ref.transfer ...``::
+CAM-matching loss. ``python -m xai_ref.training.attention_transfer ...``::
 
-    python -m xai_ref.transfer teacher                  # writes xai_ref/models/weights/at_teacher.pt
-    python -m xai_ref.transfer student --setting alone  # writes at_student.pt (the student trained alone)
-    python -m xai_ref.transfer student --setting at --out at_student_at.pt
-    python -m xai_ref.transfer student --setting kd --seed 2 --out /tmp/s.pt
+    python -m xai_ref.training.attention_transfer teacher                  # writes xai_ref/models/weights/at_teacher.pt
+    python -m xai_ref.training.attention_transfer student --setting alone  # at_student.pt: trained alone
+    python -m xai_ref.training.attention_transfer student --setting at --out at_student_at.pt
+    python -m xai_ref.training.attention_transfer student --setting kd --seed 2 --out /tmp/s.pt
 
 The task (:func:`task`): shapes images 32x32, 10 classes, clutter on, a SMALL fixed training set of
 :data:`N_TRAIN` images (seed :data:`TRAIN_SEED`) and :data:`N_TEST` held-out images (split ``"test"``,
@@ -41,21 +41,20 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .attention import at_loss, normalised_attention
-from .data import shapes
-from .models import at_nets
+from ..attention import at_loss, normalised_attention
+from ..data import shapes
+from ..models import at_nets
 
 __all__ = ["SCHEDULES", "SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets",
            "train_student", "train_teacher", "transfer_loss"]
 
 SETTINGS = ("alone", "at", "kd", "at+kd", "cam")
-WEIGHTS_DIR = Path(__file__).parent / "models" / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "models" / "weights"
 N_CLASSES, SIZE = 10, 32
 N_TRAIN, TRAIN_SEED = 1500, 7
 N_TEST, TEST_SEED = 1000, 1_000_003
@@ -280,7 +279,7 @@ def train_student(setting: str = "alone", teacher: at_nets.ATNet | None = None, 
     cfg = _config("student", epochs, lr, schedule)
     train, test = data or task()
     if teacher is None:
-        from .models import load
+        from ..models import load
         teacher = load("at_teacher")
     teacher.eval()
     x, y = _tensors(train)
@@ -307,9 +306,11 @@ def _save(model: nn.Module, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m xai_ref.transfer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m xai_ref.training.attention_transfer",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["teacher", "student", "ship"],
-                        help="train the teacher, one student, or everything shipped (teacher, at_student, at_student_at)")
+                        help="train the teacher, one student, or everything shipped "
+                             "(teacher, at_student, at_student_at)")
     parser.add_argument("--setting", choices=SETTINGS, default="alone")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=None)
@@ -325,16 +326,19 @@ def main(argv: list[str] | None = None) -> None:
         _save(teacher, out if out.is_absolute() or out.parent != Path(".") else WEIGHTS_DIR / out)
         print(f"teacher: held-out error {100 * (1 - acc):.2f}% ({time.perf_counter() - t0:.0f} s); saved {out}")
     if args.what in ("student", "ship"):
-        runs = [(args.setting, args.out)] if args.what == "student" else [("alone", None), ("at", Path("at_student_at.pt"))]
+        shipped = [("alone", None), ("at", Path("at_student_at.pt"))]
+        runs = [(args.setting, args.out)] if args.what == "student" else shipped
         teacher = teacher if args.what == "ship" else None
         for setting, out in runs:
-            model, info = train_student(setting, teacher, args.seed, epochs=args.epochs if args.what == "student" else None,
+            model, info = train_student(setting, teacher, args.seed,
+                                        epochs=args.epochs if args.what == "student" else None,
                                         progress=progress, data=data)
             out = out or Path("at_student.pt" if setting == "alone" else f"at_student_{setting.replace('+', '_')}.pt")
             out = out if out.is_absolute() or out.parent != Path(".") else WEIGHTS_DIR / out
             _save(model, out)
             print(f"student ({setting}, seed {args.seed}): held-out error {info['error']:.2f}%, attention distance "
-                  f"to the teacher {info['at_before']:.4f} -> {info['at_after']:.4f} ({info['seconds']:.0f} s); saved {out}")
+                  f"to the teacher {info['at_before']:.4f} -> {info['at_after']:.4f} ({info['seconds']:.0f} s); "
+                  f"saved {out}")
 
 
 if __name__ == "__main__":
