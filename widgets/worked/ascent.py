@@ -47,16 +47,21 @@ def start(t, k, pos) -> Worked:
     return Worked(latex, result, result)
 
 
-@worked("class_model", "S")
-def score(t, k, pos) -> Worked:
-    """S_c(I_t) at the last step t: the score of I_0 plus what the ascent added."""
+def _rise(t, image: str) -> Worked:
+    """S_c at the last step: the score of the start (``I_0`` / ``x_0``) plus what the steps added."""
     S = to_numpy(t.S[:, 0]).astype(np.float64)
     c, last = class_of(t), len(S) - 1
     rise = S[-1] - S[0]
     result = S[0] + rise
-    latex = _signs(rf"S_{{{c}}}(I_{{{last}}}) = S_{{{c}}}(I_0) + \text{{rise}} = {num(S[0])} + {num(rise)} = "
-                   rf"{num(result)}")
+    latex = _signs(rf"S_{{{c}}}({image}_{{{last}}}) = S_{{{c}}}({image}_0) + \text{{rise}} = {num(S[0])} + "
+                   rf"{num(rise)} = {num(result)}")
     return Worked(latex, result, float(S[-1]))
+
+
+@worked("class_model", "S")
+def score(t, k, pos) -> Worked:
+    """S_c(I_t) at the last step t: the score of I_0 plus what the ascent added."""
+    return _rise(t, "I")
 
 
 @worked("class_model", "R")
@@ -125,13 +130,7 @@ def image(t, k, pos) -> Worked:
 @worked("fooling_image", "S")
 def target_score(t, k, pos) -> Worked:
     """S_t(x_k) at the last step k: the target's score on the real image plus what the steps added."""
-    S = to_numpy(t.S[:, 0]).astype(np.float64)
-    c, last = class_of(t), len(S) - 1
-    rise = S[-1] - S[0]
-    result = S[0] + rise
-    latex = _signs(rf"S_{{{c}}}(x_{{{last}}}) = S_{{{c}}}(x_0) + \text{{rise}} = {num(S[0])} + {num(rise)} = "
-                   rf"{num(result)}")
-    return Worked(latex, result, float(S[-1]))
+    return _rise(t, "x")
 
 
 @worked("fooling_image", "pred")

@@ -57,16 +57,8 @@ def _attention(t, who: str, pos) -> Worked:
     return Worked(latex.replace("+ -", "- "), result, float(Q[i, j]))
 
 
-@worked("attention_transfer", "Q_S")
-def student_attention(t, k, pos) -> Worked:
-    """Q_S = sum_c |A_{S,c}|^p at one position (`_attention`)."""
-    return _attention(t, "S", pos)
-
-
-@worked("attention_transfer", "Q_T")
-def teacher_attention(t, k, pos) -> Worked:
-    """Q_T = sum_c |A_{T,c}|^p at one position (`_attention`)."""
-    return _attention(t, "T", pos)
+for _who in ("S", "T"):      # Q_S and Q_T: the same equation for the student and the teacher
+    worked("attention_transfer", f"Q_{_who}")(lambda t, k, pos, who=_who: _attention(t, who, pos))
 
 
 def _unit(t, who: str, k: int) -> Worked:
@@ -84,16 +76,9 @@ def _unit(t, who: str, k: int) -> Worked:
     return Worked(latex, result, float(to_numpy(t[f"q_{who}"][0, n])))
 
 
-@worked("attention_transfer", "q_S")
-def student_unit(t, k, pos) -> Worked:
-    """q_S = vec(Q_S) / ||vec(Q_S)||_2 at one position (`_unit`)."""
-    return _unit(t, "S", k)
+for _who in ("S", "T"):      # q_S and q_T: each map at unit length
+    worked("attention_transfer", f"q_{_who}")(lambda t, k, pos, who=_who: _unit(t, who, k))
 
-
-@worked("attention_transfer", "q_T")
-def teacher_unit(t, k, pos) -> Worked:
-    """q_T = vec(Q_T) / ||vec(Q_T)||_2 at one position (`_unit`)."""
-    return _unit(t, "T", k)
 
 
 @worked("attention_transfer", "loss")

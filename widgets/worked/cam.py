@@ -108,9 +108,14 @@ def _reading(where: str, symbol: str, value: float) -> Worked:
 @worked("xgrad_cam", "A")
 def feature_map(t, k, pos) -> Worked:
     """A^k_ij: read from the layer's output, map k, row i, col j."""
-    A = _first(t.A)
-    i, j = _pos(pos, A[k])
-    return _reading(rf"{_layer(t)}\text{{, map {k}, row {i}, col {j}}}", rf"A^{{{k}}}_{{{i},{j}}}", A[k, i, j])
+    return _map_value(t, t.A, k, pos, lambda i, j: rf"A^{{{k}}}_{{{i},{j}}}")
+
+
+def _map_value(t, maps, k, pos, symbol) -> Worked:
+    """A value of map k of the layer at (i, j), read off with where it comes from."""
+    m = _first(maps)
+    i, j = _pos(pos, m[k])
+    return _reading(rf"{_layer(t)}\text{{, map {k}, row {i}, col {j}}}", symbol(i, j), m[k, i, j])
 
 
 @worked("gap", "F")
@@ -141,9 +146,7 @@ def gap_score(t, c, pos) -> Worked:
 @worked("cam", "f")
 def cam_feature_map(t, k, pos) -> Worked:
     """f_k(x, y): read from the last convolutional layer's output."""
-    f = _first(t.f)
-    i, j = _pos(pos, f[k])
-    return _reading(rf"{_layer(t)}\text{{, map {k}, row {i}, col {j}}}", rf"f_{{{k}}}({i},{j})", f[k, i, j])
+    return _map_value(t, t.f, k, pos, lambda i, j: rf"f_{{{k}}}({i},{j})")
 
 
 @worked("cam", "w")

@@ -4,3 +4,13 @@
   ``vgg_shapes``, ``--biased`` for ``nin_shapes_biased``).
 * `attention_transfer`: the attention-transfer teacher and students, ``python -m xai_ref.training.attention_transfer``.
 """
+
+
+def step(loss, optimiser, schedule) -> float:
+    """One optimisation step on ``loss``: clear the gradients, backpropagate, update, advance the learning-rate
+    schedule; returns the loss as a number (both trainers smooth it for their progress bar)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    return loss.item()

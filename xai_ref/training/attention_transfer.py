@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 from ..attention import at_loss, normalised_attention
 from ..data import shapes
 from ..models import at_nets
+from . import step
 
 __all__ = ["SCHEDULES", "SETTINGS", "at_distance", "error", "evaluate", "main", "task", "teacher_targets",
            "train_student", "train_teacher", "transfer_loss"]
@@ -176,12 +177,8 @@ def _fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, setting: str, targe
             feats, logits = model.groups(x[idx])
             tb = None if targets is None else {"logits": targets["logits"][idx], "cam": targets["cam"][idx],
                                                "q": [q[idx] for q in targets["q"]]}
-            loss = transfer_loss(setting, feats, logits, y[idx], model.fc, tb, beta=beta)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+            value = step(transfer_loss(setting, feats, logits, y[idx], model.fc, tb, beta=beta), opt, sched)
+            running = value if running is None else 0.9 * running + 0.1 * value
             bar.update()
             bar.set_postfix(loss=f"{running:.3f}", refresh=False)
             if s % per_epoch == 0 or s == total:

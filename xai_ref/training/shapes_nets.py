@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..data import shapes
 from ..models import shapes_nets as nets
+from . import step
 
 __all__ = ["DEFAULTS", "TEST_SEED", "TEST_SIZE", "WEIGHTS_DIR", "evaluate", "evaluate_pairs", "main", "predict",
            "train"]
@@ -194,12 +195,8 @@ def train(
             del parts
             running = None
             for x, y in zip(x_all.split(BATCH_SIZE), y_all.split(BATCH_SIZE)):
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                schedule.step()
-                running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+                value = step(nn.functional.cross_entropy(model(x), y), opt, schedule)
+                running = value if running is None else 0.95 * running + 0.05 * value
                 bar.update()
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", refresh=False)
         bar.close()
