@@ -61,6 +61,13 @@ for _who in ("S", "T"):      # Q_S and Q_T: the same equation for the student an
     worked("attention_transfer", f"Q_{_who}")(lambda t, k, pos, who=_who: _attention(t, who, pos))
 
 
+def _squared(values) -> str:
+    """``(a^2 + b^2 + c^2 + \\dots + z^2)``: the first three values squared, dots, the last one."""
+    parts = [rf"{num(v)}^2" for v in values[:3]] + ([r"\dots"] if len(values) > 4 else []) + \
+        ([rf"{num(values[-1])}^2"] if len(values) > 3 else [])
+    return "(" + " + ".join(parts) + ")"
+
+
 def _unit(t, who: str, k: int) -> Worked:
     """q_who[n] = Q_who(i,j) / ||vec(Q_who)||_2 at the position n = i w + j highlighted in its bar chart
     (the slider k): the map's value there over the root of the sum of its squares."""
@@ -71,7 +78,8 @@ def _unit(t, who: str, k: int) -> Worked:
     norm = max(float(np.sqrt(squares.sum())), 1e-12)
     result = Q[i, j] / norm
     latex = (rf"q_{{{who},{n}}} = \frac{{Q_{who}({i},{j})}}{{\lVert \mathrm{{vec}}(Q_{who}) \rVert_2}} = "
-             rf"\frac{{{num(Q[i, j])}}}{{\sqrt{{{sum_of(squares)}}}}} = \frac{{{num(Q[i, j])}}}{{{num(norm)}}} = "
+             rf"\frac{{{num(Q[i, j])}}}{{\sqrt{{{_squared(Q.reshape(-1))}}}}} = "
+             rf"\frac{{{num(Q[i, j])}}}{{{num(norm)}}} = "
              rf"{num(result)}")
     return Worked(latex, result, float(to_numpy(t[f"q_{who}"][0, n])))
 
