@@ -120,6 +120,7 @@ class Stepper(W.VBox):
         self._showing, self.instead_of = False, None   # instead_of: the term of the last trace it replaces
         self.step.observe(self._stepped, "value")
         self._channel_chosen = False          # until the student moves it, the channel follows the weights
+        self._axis, self._slider_values = "channel", {}   # the axis the slider walks; its value on the others
         self.channel.observe(self._channel_moved, "value")
         views = W.HBox([self.picture, self.detail, self.numbers], layout=W.Layout(align_items="flex-start",
                                                                                   flex_flow="row wrap"))
@@ -257,12 +258,27 @@ class Stepper(W.VBox):
         shape = tuple(term.value.shape) if hasattr(term.value, "shape") else ()
         has_channels = kind in ("maps", "bars") and len(shape) >= 2
         self.channel.layout.display = "" if has_channels else "none"
-        if has_channels:
-            self.channel.description = SLIDER_NAMES.get(term.axes[1] if len(term.axes) > 1 else "", "channel k")
-        if has_channels and self.channel.max != shape[1] - 1:
-            self._showing = True
+        if not has_channels:
+            return
+        axis = term.axes[1] if len(term.axes) > 1 else "channel"
+        self._showing = True
+        if axis != self._axis:          # the slider walks another axis now: each axis keeps its own value
+            self._slider_values[self._axis] = self.channel.value
+            self.channel.max = shape[1] - 1
+            self.channel.value = min(self._slider_values.get(axis, self._start(axis, term)), shape[1] - 1)
+            self._axis = axis
+            self.channel.description = SLIDER_NAMES.get(axis, "channel k")
+        elif self.channel.max != shape[1] - 1:
             self.channel.max = shape[1] - 1   # may clamp the value; this redraw goes on with it
-            self._showing = False
+        self._showing = False
+
+    def _start(self, axis: str, term) -> int:
+        """Where the slider starts on an axis it has not walked yet: the target (else the predicted) class on
+        a class axis, the largest magnitude of the first image otherwise."""
+        values = render.to_numpy(term.value[0])
+        if axis == "class":                       # the target class, else the predicted one
+            return (_first_class(self.trace) or [int(values.argmax())])[0]
+        return int(np.abs(values).argmax())
 
     def _draw(self, term, kind: str) -> tuple[bytes | None, bytes | None, str]:
         """(picture PNG, detail PNG, numbers HTML) for the current term."""
