@@ -305,8 +305,10 @@ class Stepper(W.VBox):
             labels = self.class_names if self.class_names and term.axes[-1] == "class" else None
             return render.bar_chart(values, labels, highlight=k, title=term.symbol, top=12 if labels else 48,
                                     xlabel="" if labels else "k"), None, caption
-        if kind == "signed_rgb":
-            return render.png(render.fit(render.signed_rgb(v[0]), self.size)), None, caption
+        if kind == "signed_rgb":                 # 0 is grey; the colour bar gives the scale, -max|g| .. max|g|
+            m = float(np.abs(render.to_numpy(v[0])).max()) or 1.0
+            pic = self._mark(render.fit(render.signed_rgb(v[0]), self.size), v.shape[-2:])
+            return render.png(render.with_bar(pic, "gray", -m, m)), None, caption
         if kind == "image":
             return render.png(render.fit(render.image_rgb(v[0], self.pixel_range), self.size)), None, caption
         if kind == "series":

@@ -67,11 +67,13 @@ def _products(xs, ys) -> str:
 
 
 def _weighted_sum(weights, maps, i, j) -> tuple[str, float]:
-    """sum_k weights_k maps^k_ij written as its 3 largest terms plus the rest, and its value."""
+    """sum_k weights_k maps^k_ij written as its 3 largest terms (each labelled with its k) plus the rest, and
+    its value."""
     terms = weights * maps[:, i, j]
     top = np.argsort(-np.abs(terms), kind="stable")[:3]
     rest = float(np.delete(terms, top).sum())
-    shown = " + ".join(_times(weights[q], maps[q, i, j]) for q in top).replace("+ -", "- ")
+    labelled = [rf"\underbrace{{{_times(weights[q], maps[q, i, j])}}}_{{k={q}}}" for q in top]
+    shown = " + ".join(labelled).replace("+ -", "- ")
     latex = rf"{shown} + \underbrace{{{num(rest)}}}_{{\text{{other {len(terms) - len(top)} maps}}}}"
     return latex, float(terms[top].sum() + rest)
 
