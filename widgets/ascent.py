@@ -200,7 +200,7 @@ class AscentExplorer(Explorer):
             self.curve.value = render.curve_chart({"S": []}, title="target score S", xlim=(0, total))
             return
         self.image.value = render.png(self.fit(render.image_rgb(t.image[0], self.pixel_range)))
-        self.curve.value = render.curve_chart({"S (score)": t.S[:, 0], "J = S − λ‖I‖²": t.J[:, 0]},
+        self.curve.value = render.curve_chart({"J = S − λ‖I‖²": t.J[:, 0], "S (score)": t.S[:, 0]},  # S on top
                                               title=f"after {self.done} steps", xlim=(0, total))
 
 

@@ -88,7 +88,7 @@ class AttentionExplorer(Explorer):
         self.controls["pair"] = W.Dropdown(options=options, value=len(options) - 1, description="layers",
                                            layout=W.Layout(width="440px"))
         self.controls["p"] = W.Dropdown(options=[1, 2, 3, 4], value=p, description="p",
-                                        layout=W.Layout(width="120px"))
+                                        layout=W.Layout(width="110px"), style={"description_width": "24px"})
         self.controls["kind"] = toggles(xr.attention.KINDS, kind, "over channels", "70px")
         self.stepper = Stepper(rgb=self.rgb, pixel_range=self.pixel_range)
         self.controls.update(self.stepper.controls)

@@ -70,10 +70,10 @@ def scale(a) -> tuple[str, float, float]:
 def colour_bar(cmap: str, vmin: float, vmax: float, height: int, marker: float | None = None,
                label: str = "") -> np.ndarray:
     """A vertical colour bar (vmin at the bottom) with its ends (and 0, when inside) labelled, and a
-    ``marker`` value drawn as a red line with its ``label``: (height, 60, 3) uint8."""
+    ``marker`` value drawn as a red line with its ``label``: (height, 72, 3) uint8."""
     height = max(height, 40)
     ramp = colour_table(cmap)[np.linspace(255, 0, height).round().astype(int)]
-    img = Image.new("RGB", (60, height), WHITE)
+    img = Image.new("RGB", (72, height), WHITE)
     img.paste(Image.fromarray(np.repeat(ramp[:, None], 10, axis=1)), (0, 0))
     draw, f = ImageDraw.Draw(img), font(9)
     y_of = lambda v: round((1 - normalise(np.array(v), vmin, vmax).item()) * (height - 1))  # noqa: E731
@@ -292,7 +292,7 @@ class Chart:
         y_ticks = ticks(*ylim)
         self.ylim = (min(ylim[0], y_ticks[0]), max(ylim[1], y_ticks[-1]))
         self.xlim = xlim
-        self.box = (left, 20, width - 10, height - bottom)             # x0, y0, x1, y1 of the plot area
+        self.box = (left, 20, width - 18, height - bottom)             # x0, y0, x1, y1 (room for the last tick)
         x0, y0, x1, y1 = self.box
         self.draw.rectangle(self.box, outline=BLACK)
         for t in y_ticks if yticks else ():
