@@ -209,8 +209,8 @@ def test_explorer_worked_numbers_add_up(nin_dissected):
             v = e.worked(k)
             assert v["I"] / v["U"] == pytest.approx(v["IoU"]) and v["IoU"] == d.IoU[k, v["c"]].item()
             assert v["U"] == v["M_size"] + v["L_size"] - v["I"]
-            for step, text in ((6, f"{v['I']} / {v['U']} = {v['IoU']:.4f}"),
-                               (5, f"{v['M_size']} + {v['L_size']} − {v['I']} = {v['U']}"),
+            for step, text in ((6, rf"\frac{{{v['I']}}}{{{v['U']}}} = {v['IoU']:.4f}"),
+                               (5, f"{v['M_size']} + {v['L_size']} - {v['I']} = {v['U']}"),
                                (2, f"T<sub>{k}</sub> = {v['T']:.4g}")):
                 e.controls["step"].value = step
                 assert text in e.stepper.numbers.value

@@ -204,7 +204,8 @@ class DissectionExplorer(Explorer):
     def equation(self, symbol: str, k: int) -> str:
         """The step's equation with unit k's numbers substituted (HTML)."""
         v = self.worked(k)
-        L = f"L<sub>{html.escape(v['concept'])}</sub>"
+        c_tex = v["concept"].replace("_", r"\_")                          # the concept's name in LaTeX
+        Lc = rf"L_{{\text{{{c_tex}}}}}"                                   # concept c's masks
         at_floor, dead = self.at_floor(k), self.dead(k)
         share = 100 * v['above'] / v['positions']
         T_line = (f"P(a<sub>{k}</sub> &gt; T<sub>{k}</sub>) = {v['q']:g} &nbsp;⇒&nbsp; T<sub>{k}</sub> = {v['T']:.4g}"
@@ -235,10 +236,11 @@ class DissectionExplorer(Explorer):
             "T": T_line,
             "M": (f"{M_rule}: |M<sub>{k}</sub>| = {v['M_size']} pixels "
                   f"of {v['pixels']} ({100 * v['M_size'] / v['pixels']:.2f} %)"),
-            "I": f"Σ|M<sub>{k}</sub> ∩ {L}| = {v['I']}",
-            "U": (f"Σ|M<sub>{k}</sub> ∪ {L}| = |M<sub>{k}</sub>| + |{L}| − |M<sub>{k}</sub> ∩ {L}| = "
-                  f"{v['M_size']} + {v['L_size']} − {v['I']} = {v['U']}"),
-            "IoU": f"IoU<sub>{k},{html.escape(v['concept'])}</sub> = {v['I']} / {v['U']} = {v['IoU']:.4f}",
+            "I": rf"$\sum_x |M_{{{k}}}(x) \cap {Lc}(x)| = {v['I']}$",
+            "U": (rf"$\sum_x |M_{{{k}}} \cup {Lc}| = |M_{{{k}}}| + |{Lc}| - |M_{{{k}}} \cap {Lc}| = "
+                  rf"{v['M_size']} + {v['L_size']} - {v['I']} = {v['U']}$"),
+            "IoU": (rf"$\mathrm{{IoU}}_{{{k},\,\text{{{c_tex}}}}} = \frac{{{v['I']}}}{{{v['U']}}} = "
+                    rf"{v['IoU']:.4f}$"),
             "name": name_line,
         }
         if dead and symbol in ("I", "U", "IoU") and self.controls["concept"].value < 0:

@@ -113,7 +113,7 @@ class Stepper(W.VBox):
         self.worked = W.HTMLMath()         # the current term with this image's numbers (`widgets.worked`)
         self.picture = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
         self.detail = W.Image(format="png", layout=W.Layout(align_self="flex-start"))
-        self.numbers = W.HTML()
+        self.numbers = W.HTMLMath()        # tables, and equations in $...$ (the dissection explorer's)
         self.controls = {"step": self.step, "channel": self.channel}
         self.prev.on_click(lambda _: self._move(-1))
         self.next.on_click(lambda _: self._move(+1))
