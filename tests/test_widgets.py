@@ -343,8 +343,11 @@ def test_the_term_shown_survives_a_method_switch():
 
 def test_the_default_channel_is_the_most_important_one_until_the_student_picks_one():
     cam, gc = CAMExplorer(), GradCAMExplorer()
-    assert cam.controls["channel"].value == int(cam.trace.w[0].abs().argmax())
-    assert gc.controls["channel"].value == int(gc.trace.alpha[0].abs().argmax())
+    assert cam.controls["channel"].value == int(cam.trace.w[0].argmax())      # the strongest support of the class
+    assert gc.controls["channel"].value == int(gc.trace.alpha[0].argmax())
+    attention = AttentionExplorer()                                             # no weights: the liveliest map
+    A_S = attention.trace.A_S[0].abs().mean((1, 2))
+    assert attention.controls["channel"].value == int(A_S.argmax()) and A_S.max() > 0
     gc.controls["channel"].value = 0
     gc.controls["target"].value = (gc.controls["target"].value + 1) % 6     # another class: the choice stays
     assert gc.controls["channel"].value == 0

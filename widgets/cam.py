@@ -43,7 +43,7 @@ class CAMExplorer(Explorer):
     Lesson: ``lessons/02_cam.ipynb``.
     """
 
-    title = "CAM: M_c(x,y) = Σ_k w_k^c f_k(x,y)"
+    title = "CAM: M<sub>c</sub>(x,y) = Σ<sub>k</sub> w<sub>k</sub><sup>c</sup> f<sub>k</sub>(x,y)"
 
     def __init__(self, model=None, image=None, target=None, layer=None, fc=None, class_names=None,
                  pixel_range=None, top_k: int = 4, threshold: float = 0.2, box=None, logits=None):

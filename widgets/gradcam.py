@@ -79,7 +79,7 @@ class GradCAMExplorer(Explorer):
 
         self.controls["target"] = self.class_dropdown(c)
         self.controls["layer"] = self.layer_dropdown(self.layers, layer)
-        self.controls["method"] = toggles(list(METHODS), method, "α_k by", "120px")
+        self.controls["method"] = toggles(list(METHODS), method, "αₖ by", "120px")
         self.controls["counterfactual"] = W.Checkbox(value=counterfactual, description="counterfactual (−gradient)")
         h, w = first.A.shape[2:]
         self.controls["row"] = W.IntSlider(value=h // 2, min=0, max=h - 1, description="row i")
@@ -94,7 +94,7 @@ class GradCAMExplorer(Explorer):
             row(self.controls["method"], self.controls["counterfactual"]),
             self.status,
             row(captioned("L at layer resolution · over the image", self.maps), self.guided_panel),
-            section("A position: Σ_k α_k A^k_ij term by term"),
+            section("A position: Σₖ αₖ Aᵏᵢⱼ term by term"),
             row(W.VBox([self.controls["row"], self.controls["col"]]), self.pixel_table),
             section("The equation, step by step"),
             self.stepper,
@@ -146,11 +146,11 @@ class GradCAMExplorer(Explorer):
         top = np.argsort(-np.abs(terms), kind="stable")[:self.top_k]
         rows = [[f"k = {k}", alpha[k], A[k], terms[k]] for k in top]
         rows.append([f"other {len(alpha) - len(top)} maps", "", "", np.delete(terms, top).sum()])
-        rows.append(["Σ_k α_k A^k_ij", "", "", terms.sum()])
+        rows.append(["Σₖ αₖ Aᵏᵢⱼ", "", "", terms.sum()])
         rows.append(["weighted(i,j) in the trace", "", "", float(t.weighted[0, i, j])])
         rows.append(["L(i,j) = ReLU(weighted)", "", "", float(t.L[0, i, j])])
-        self.pixel_table.value = render.table_html(rows, header=["", "α_k^c", f"A^k({i},{j})", "product"],
+        self.pixel_table.value = render.table_html(rows, header=["", "αₖᶜ", f"Aᵏ({i},{j})", "product"],
                                                    highlight_row=len(rows) - 1,
-                                                   title=f"largest {len(top)} terms by |α_k A^k_ij|")
+                                                   title=f"largest {len(top)} terms by |αₖ Aᵏᵢⱼ|")
         self.stepper.set_marker((i, j))
 

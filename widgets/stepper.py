@@ -70,11 +70,15 @@ def kind_of(term) -> str:
 
 
 def important_channel(trace) -> int | None:
-    """The channel that matters most for the first image: the largest |weight| of the first term with one
-    value per channel (``alpha``, ``w``, ``F``), or None when no term has one."""
+    """The channel that matters most for the first image: the largest weight (the strongest support of the
+    class) of the first term with one value per channel (``alpha``, ``w``, ``F``); without one, the map with
+    the largest mean of the first term of maps (never an empty map); None when there are no channels."""
     for term in trace.steps:
         if tuple(term.axes) == ("image", "channel") and hasattr(term.value, "shape"):
-            return int(np.abs(render.to_numpy(term.value[0])).argmax())
+            return int(render.to_numpy(term.value[0]).argmax())
+    for term in trace.steps:
+        if tuple(term.axes) == ("image", "channel", "row", "col") and hasattr(term.value, "shape"):
+            return int(np.abs(render.to_numpy(term.value[0])).mean((1, 2)).argmax())
     return None
 
 
@@ -278,6 +282,9 @@ class Stepper(W.VBox):
         values = render.to_numpy(term.value[0])
         if axis == "class":                       # the target class, else the predicted one
             return (_first_class(self.trace) or [int(values.argmax())])[0]
+        grid = _grid(self.trace)
+        if axis == "position" and self.position is not None and grid is not None:
+            return self.position[0] * grid[1] + self.position[1]      # the marked cell, as a flat position
         return int(np.abs(values).argmax())
 
     def _draw(self, term, kind: str) -> tuple[bytes | None, bytes | None, str]:
@@ -303,8 +310,10 @@ class Stepper(W.VBox):
         if kind == "bars":
             values = render.to_numpy(v[0])
             labels = self.class_names if self.class_names and term.axes[-1] == "class" else None
-            return render.bar_chart(values, labels, highlight=k, title=term.symbol, top=12 if labels else 48,
-                                    xlabel="" if labels else "k"), None, caption
+            xlabel = "" if labels else SLIDER_NAMES.get(term.axes[-1], "k").split()[-1]     # k, i, c
+            chart = render.bar_chart(values, labels, highlight=k, title=term.symbol, top=12 if labels else 48,
+                                     xlabel=xlabel)
+            return chart, None, caption
         if kind == "signed_rgb":                 # 0 is grey; the colour bar gives the scale, -max|g| .. max|g|
             m = float(np.abs(render.to_numpy(v[0])).max()) or 1.0
             pic = self._mark(render.fit(render.signed_rgb(v[0]), self.size), v.shape[-2:])
