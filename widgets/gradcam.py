@@ -133,7 +133,7 @@ class GradCAMExplorer(Explorer):
         L, up = t.L[0].numpy(), (t.L_up[0, 0] if guided else t.map[0]).numpy()
         scale = render.scale(L)
         small = render.mark_cell(render.fit(render.colourise(L, *scale), self.size), *self.position(*L.shape), *L.shape)
-        over = render.shown(up, self.fit(self.rgb).shape[0], self.rgb)
+        over = render.shown(up, self.size, self.rgb)             # the same size as L beside it
         self.maps.value = render.png(render.tile([render.with_bar(small, *scale), over], cols=2, pad=6))
         if guided:
             self.guided_panel.picture.value = render.png(self.fit(render.magnitude(t.map[0].numpy())))

@@ -240,9 +240,10 @@ class Stepper(W.VBox):
             return ""
         check = (f"the trace's value: {render.fmt(w.value)} &#10003;" if w.agrees else
                  f"<span style='color:#c00'>the trace's value is {render.fmt(w.value)}</span>")
+        classes = [self.channel.value] if term.axes[-1:] == ("class",) else _first_class(self.trace)
         where = ["image 0"] + [f"class c = {c}" + (f" ({html.escape(str(self.class_names[c]))})"
                                                    if self.class_names and c < len(self.class_names) else "")
-                               for c in _first_class(self.trace)]
+                               for c in classes]                   # a class axis: the slider's class
         if self.position is not None and _has_grid(term):
             where.append(f"cell {self.position} (marked)")
         return ("<div style='font-size:13px;margin:4px 0;padding:2px 8px;border-left:3px solid #f0b400'>"
