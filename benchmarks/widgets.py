@@ -82,14 +82,19 @@ def time_control(explorer, name: str, n: int, rng: random.Random) -> list[float]
             if not todo:                  # a control with one value (a hidden channel slider)
                 return times
             rng.shuffle(todo)
-        v = todo.pop()
-        explorer.stepper.forget_drawn()
-        t0 = time.perf_counter()
-        w.value = v
-        times.append((time.perf_counter() - t0) * 1000)
-        if explorer.status.value:
-            raise RuntimeError(f"{type(explorer).__name__}.{name} = {v!r}: {explorer.status.value}")
+        times.append(timed_change(explorer, name, todo.pop()))
     return times
+
+
+def timed_change(explorer, name: str, value) -> float:
+    """Milliseconds from ``controls[name].value = value`` to the explorer redrawn (every picture drawn)."""
+    explorer.stepper.forget_drawn()
+    t0 = time.perf_counter()
+    explorer.controls[name].value = value
+    ms = (time.perf_counter() - t0) * 1000
+    if explorer.status.value:
+        raise RuntimeError(f"{type(explorer).__name__}.{name} = {value!r}: {explorer.status.value}")
+    return ms
 
 
 def plain_pass(model, x: torch.Tensor, c: int, weights: bool = True) -> None:
@@ -130,12 +135,7 @@ def ratios(n: int, rng: random.Random) -> tuple[str, list[str]]:
                 f()
                 times.append((time.perf_counter() - t0) * 1000)
             empty_caches(explorer)
-            explorer.stepper.forget_drawn()
-            t0 = time.perf_counter()
-            w.value = c
-            change.append((time.perf_counter() - t0) * 1000)
-            if explorer.status.value:
-                raise RuntimeError(f"{cls}.target = {c!r}: {explorer.status.value}")
+            change.append(timed_change(explorer, "target", c))
         med, f, l = (float(np.median(t)) for t in (change, full, light))
         goal = RATIO_GOALS[cls]
         verdict = "ok" if med / f <= goal else "**over**"
